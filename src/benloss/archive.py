@@ -1,0 +1,194 @@
+"""Stream BigEarthNet-S2 patches out of an archive (.tar.gz, .tar.bz2, .tar.zst) or an extracted folder.
+
+A tar archive is read in one sequential pass, never extracted: a patch is handed on as soon as its
+thirteen files (twelve bands and the label metadata) have gone by, so memory holds at most a few patches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from benloss.bands import BAND_SIZE, BANDS, DTYPE
+
+METADATA_SUFFIX = "labels_metadata.json"
+_MEMBER = re.compile(r"(?:^|/)(?P<patch>[^/]+)/(?P=patch)_(?P<kind>B\d[\dA]|labels_metadata\.json)(?:\.tif)?$")
+TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.zst", ".tar")
+
+
+class ArchiveError(ValueError):
+    """A problem with the archive's content: it names the archive, the patch and what is wrong."""
+
+
+@dataclass
+class RawPatch:
+    """One patch as stored: its name, label metadata and the undecoded GeoTIFF bytes of the wanted bands."""
+
+    name: str
+    metadata: bytes = b""
+    bands: dict[str, bytes] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.seen) == len(BANDS) + 1
+
+    def missing(self) -> list[str]:
+        expected = [*BANDS, METADATA_SUFFIX]
+        return [kind for kind in expected if kind not in self.seen]
+
+    def labels(self, source: str = "") -> list[str]:
+        """The original CORINE label names of the metadata JSON, checked for form."""
+        where = f"{source}: " if source else ""
+        try:
+            document = json.loads(self.metadata)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ArchiveError(f"{where}{self.name}_{METADATA_SUFFIX} is not valid JSON ({error})") from None
+        labels = document.get("labels") if isinstance(document, dict) else None
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise ArchiveError(f"{where}{self.name}_{METADATA_SUFFIX} has no 'labels' list of names")
+        return labels
+
+
+def is_tar(path: Path) -> bool:
+    return path.is_file() and path.name.endswith(TAR_SUFFIXES)
+
+
+@contextmanager
+def _open_tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
+    if path.name.endswith(".tar.zst"):
+        import zstandard
+
+        with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                yield tar
+    else:
+        with tarfile.open(path, mode="r|*") as tar:
+            yield tar
+
+
+def _classify(member_name: str) -> tuple[str, str] | None:
+    match = _MEMBER.search(member_name)
+    if match is None:
+        return None
+    kind = match["kind"]
+    return match["patch"], (METADATA_SUFFIX if kind.startswith("labels") else kind)
+
+
+def iter_patches(source: Path, read_bands: bool = True, wanted: set[str] | None = None) -> Iterator[RawPatch]:
+    """Yield every patch of ``source`` with its metadata and, if ``read_bands``, the bytes of its bands.
+
+    ``wanted`` limits band reading to those patch names (others still yield, with metadata only).
+    Every yielded patch is complete; a patch missing a file stops the stream with an error naming it.
+    """
+    source = Path(source)
+    if source.is_dir():
+        yield from _iter_folder(source, read_bands, wanted)
+    elif is_tar(source):
+        yield from _iter_tar(source, read_bands, wanted)
+    elif not source.exists():
+        raise FileNotFoundError(f"archive {source} does not exist")
+    else:
+        raise ArchiveError(f"{source}: not a folder nor a tar archive ({', '.join(TAR_SUFFIXES)})")
+
+
+def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator[RawPatch]:
+    pending: dict[str, RawPatch] = {}
+    last = "(start of archive)"
+    try:
+        with _open_tar_stream(path) as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                kind = _classify(member.name)
+                if kind is None:
+                    continue
+                name, what = kind
+                patch = pending.setdefault(name, RawPatch(name))
+                if what == METADATA_SUFFIX:
+                    patch.metadata = _read_member(tar, member)
+                elif read_bands and (wanted is None or name in wanted):
+                    patch.bands[what] = _read_member(tar, member)
+                patch.seen.add(what)
+                last = member.name
+                if patch.complete:
+                    yield pending.pop(name)
+    except (tarfile.TarError, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ArchiveError(f"{path}: archive is truncated or corrupt after {last} ({error})") from None
+    except Exception as error:
+        if type(error).__module__.startswith("zstd"):
+            raise ArchiveError(f"{path}: archive is truncated or corrupt after {last} ({error})") from None
+        raise
+    _check_nothing_pending(path, pending)
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle: IO[bytes] | None = tar.extractfile(member)
+    assert handle is not None
+    data = handle.read()
+    if len(data) != member.size:
+        raise ArchiveError(f"{member.name}: truncated ({len(data)} of {member.size} bytes)")
+    return data
+
+
+def _iter_folder(root: Path, read_bands: bool, wanted: set[str] | None) -> Iterator[RawPatch]:
+    pending: dict[str, RawPatch] = {}
+    for directory, _, files in os.walk(root):
+        names = [_classify(f"{os.path.basename(directory)}/{file}") for file in sorted(files)]
+        for file, kind in zip(sorted(files), names, strict=True):
+            if kind is None:
+                continue
+            name, what = kind
+            patch = pending.setdefault(name, RawPatch(name))
+            path = Path(directory, file)
+            if what == METADATA_SUFFIX:
+                patch.metadata = path.read_bytes()
+            elif read_bands and (wanted is None or name in wanted):
+                patch.bands[what] = path.read_bytes()
+            patch.seen.add(what)
+            if patch.complete:
+                yield pending.pop(name)
+    _check_nothing_pending(root, pending)
+
+
+def _check_nothing_pending(source: Path, pending: dict[str, RawPatch]) -> None:
+    if pending:
+        name, patch = next(iter(pending.items()))
+        raise ArchiveError(
+            f"{source}: {len(pending)} patch(es) incomplete, e.g. {name} lacks {', '.join(patch.missing())}"
+        )
+
+
+def decode_band(data: bytes, patch: str, band: str) -> np.ndarray:
+    """Decode one band's GeoTIFF bytes, checking band count, dtype and size."""
+    from rasterio.errors import RasterioError
+    from rasterio.io import MemoryFile
+
+    size = BAND_SIZE[band]
+    try:
+        with MemoryFile(data) as memory, memory.open() as dataset:
+            if dataset.count != 1:
+                raise ArchiveError(f"{patch}_{band}.tif: {dataset.count} bands, expected 1")
+            if dataset.dtypes[0] != np.dtype(DTYPE).name:
+                raise ArchiveError(f"{patch}_{band}.tif: dtype {dataset.dtypes[0]}, expected uint16")
+            if dataset.shape != (size, size):
+                raise ArchiveError(f"{patch}_{band}.tif: size {dataset.shape}, expected {(size, size)}")
+            return dataset.read(1)
+    except RasterioError as error:
+        raise ArchiveError(f"{patch}_{band}.tif: not a readable GeoTIFF ({error})") from None
+
+
+def decode_patch(patch: RawPatch) -> dict[str, np.ndarray]:
+    """Decode all twelve bands of a patch read with ``read_bands``."""
+    return {band: decode_band(patch.bands[band], patch.name, band) for band in BANDS}

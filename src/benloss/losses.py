@@ -1,0 +1,221 @@
+"""The seven multi-label losses of the study, one registry, ids in the paper's abbreviations.
+
+Every loss takes raw scores ``z`` (N, C) and multi-hot targets ``y`` in {0, 1} of the same shape and
+returns the per-image loss averaged over the batch. Per-image losses sum over classes as in the
+paper's equations, except HAL, which the paper defines as a mean over classes. Each loss also has its
+own decision rule, ``predict``, and metadata the report reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LOSS_IDS: tuple[str, ...] = ("cel", "fl", "wcel", "hal", "hl", "rl", "sml")
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """What the report says of a loss."""
+
+    id: str
+    abbreviation: str
+    display_name: str
+    convex: bool
+    differentiable: bool
+    citation: str
+    note: str = ""
+
+
+class MultiLabelLoss(nn.Module):
+    """Shared checks and the sigmoid ≥ 0.5 decision rule (z ≥ 0); subclasses define ``per_image``."""
+
+    info: LossInfo
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        z, y = _checked(logits, targets)
+        return self.per_image(z, y).mean()
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict(self, logits: Tensor, thresholds: Tensor | None = None) -> Tensor:
+        """Boolean predictions: the loss's own rule, or ``z ≥ thresholds`` per class when given."""
+        if thresholds is not None:
+            return logits >= thresholds.to(logits.device, logits.dtype)
+        return logits >= 0
+
+
+def _checked(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    if logits.ndim != 2 or logits.shape != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must both be (N, C)")
+    if ((targets != 0) & (targets != 1)).any():
+        raise ValueError("targets must be multi-hot: every entry 0 or 1")
+    z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    return z, targets.to(z.dtype)
+
+
+class BinaryCrossEntropy(MultiLabelLoss):
+    """CEL: −Σ_c [y log σ(z) + (1 − y) log(1 − σ(z))], via log-sigmoid so no score overflows."""
+
+    info = LossInfo("cel", "CEL", "Cross-entropy", True, True, "Yessou et al. 2020, Eq. 1-2")
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(z, y, reduction="none").sum(dim=1)
+
+
+class FocalLoss(MultiLabelLoss):
+    """FL: −Σ_c (1 − p_t)^γ log p_t with p_t = σ(z) for positives and 1 − σ(z) for negatives."""
+
+    info = LossInfo("fl", "FL", "Focal", False, True, "Lin et al. 2017, ICCV")
+
+    def __init__(self, gamma: float = 2.0) -> None:
+        super().__init__()
+        if gamma < 0:
+            raise ValueError(f"focal loss gamma must be ≥ 0, got {gamma}")
+        self.gamma = gamma
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:
+        signed = torch.where(y > 0, z, -z)
+        log_p = F.logsigmoid(signed)
+        modulation = torch.exp(self.gamma * F.logsigmoid(-signed)) if self.gamma else 1.0
+        return -(modulation * log_p).sum(dim=1)
+
+
+class WeightedCrossEntropy(MultiLabelLoss):
+    """W-CEL: CEL with class c's terms (positive and negative) weighted by w_c.
+
+    Weights are inversely proportional to each class's number of training images n_c (a class with none
+    counts as the rarest class that has some), normalised so they average to 1: w_c = (1/n_c) / mean_k(1/n_k).
+    """
+
+    info = LossInfo("wcel", "W-CEL", "Weighted cross-entropy", True, True, "Yessou et al. 2020")
+
+    def __init__(self, class_frequencies: Tensor | np.ndarray | list[float]) -> None:
+        super().__init__()
+        self.register_buffer("weights", class_weights(class_frequencies))
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:
+        terms = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+        return (terms * self.weights.to(z.dtype)).sum(dim=1)
+
+
+def class_weights(class_frequencies: Tensor | np.ndarray | list[float]) -> Tensor:
+    """W-CEL's weights from per-class training counts (or frequencies): inverse, mean 1."""
+    counts = torch.as_tensor(np.asarray(class_frequencies, dtype=np.float64))
+    if counts.ndim != 1 or (counts < 0).any() or not (counts > 0).any():
+        raise ValueError("class frequencies must be a 1-D vector of non-negative counts, not all zero")
+    inverse = 1.0 / torch.where(counts > 0, counts, counts[counts > 0].min())
+    return (inverse / inverse.mean()).float()
+
+
+class HammingLoss(MultiLabelLoss):
+    """HAL: the soft surrogate (1/C) Σ_c [y(1 − σ(z)) + (1 − y)σ(z)] of the Hamming loss.
+
+    The Hamming loss (1/C) Σ y ⊕ [σ(z) ≥ 0.5] is piecewise constant in z, so training uses its expected
+    value under independent Bernoulli predictions, which is this surrogate.
+    """
+
+    info = LossInfo(
+        "hal", "HAL", "Hamming", False, True, "Yessou et al. 2020",
+        "trained on the soft surrogate mean_c[y(1-p) + (1-y)p]; the Hamming loss itself is piecewise constant",
+    )  # fmt: skip
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:
+        p = torch.sigmoid(z)
+        return (y * (1 - p) + (1 - y) * p).mean(dim=1)
+
+
+class ModifiedHuber(MultiLabelLoss):
+    """HL: with y± = 2y − 1 and m = y± z, Σ_c max(0, 1 − m)² where m ≥ −1, else −4m. Predicts z ≥ 0."""
+
+    info = LossInfo("hl", "HL", "Modified Huber", True, True, "Zhang 2004; Yessou et al. 2020, Eq. 5")
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:
+        margin = (2 * y - 1) * z
+        return torch.where(margin >= -1, (1 - margin).clamp(min=0) ** 2, -4 * margin).sum(dim=1)
+
+
+class RankingLoss(MultiLabelLoss):
+    """RL: Σ_{v∉Y} Σ_{u∈Y} max(0, α + z_v − z_u); images without a positive or a negative give 0."""
+
+    info = LossInfo("rl", "RL", "Ranking", True, False, "Yessou et al. 2020, Eq. 7")
+
+    def __init__(self, margin: float = 1.0) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:
+        # hinge[n, u, v] = max(0, α + z_v − z_u), kept where u is a positive and v a negative.
+        hinge = (self.margin + z[:, None, :] - z[:, :, None]).clamp(min=0)
+        pairs = y[:, :, None] * (1 - y)[:, None, :]
+        return (hinge * pairs).sum(dim=(1, 2))
+
+
+def sparsemax(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Sparsemax of each row (Martins & Astudillo 2016) and its threshold τ, shape (N, 1)."""
+    sorted_z, _ = torch.sort(z, dim=1, descending=True)
+    k = torch.arange(1, z.shape[1] + 1, device=z.device, dtype=z.dtype)
+    cumulative = sorted_z.cumsum(dim=1)
+    in_support = 1 + k * sorted_z > cumulative
+    support_size = in_support.sum(dim=1, keepdim=True)
+    tau = (cumulative.gather(1, support_size - 1) - 1) / support_size.to(z.dtype)
+    return (z - tau).clamp(min=0), tau
+
+
+class SparsemaxLoss(MultiLabelLoss):
+    """SML: with q = y/‖y‖₁, L = −qᵀz + ½ Σ_{j∈S(z)} (z_j² − τ(z)²) + ½‖q‖²; gradient sparsemax(z) − q.
+
+    Images without a positive label have no target distribution q and give 0. Predicts the support of
+    sparsemax(z).
+    """
+
+    info = LossInfo("sml", "SML", "Sparsemax", True, True, "Martins & Astudillo 2016; Yessou et al. 2020, Eq. 6")
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:
+        positives = y.sum(dim=1, keepdim=True)
+        q = y / positives.clamp(min=1)
+        p, tau = sparsemax(z)
+        support = (p > 0).to(z.dtype)
+        loss = -(q * z).sum(1) + 0.5 * (support * (z**2 - tau**2)).sum(1) + 0.5 * (q**2).sum(1)
+        return torch.where(positives.squeeze(1) > 0, loss, torch.zeros_like(loss))
+
+    def predict(self, logits: Tensor, thresholds: Tensor | None = None) -> Tensor:
+        if thresholds is not None:
+            return super().predict(logits, thresholds)
+        return sparsemax(logits.float())[0] > 0
+
+
+LOSSES: dict[str, type[MultiLabelLoss]] = {
+    cls.info.id: cls
+    for cls in (
+        BinaryCrossEntropy, FocalLoss, WeightedCrossEntropy, HammingLoss, ModifiedHuber, RankingLoss, SparsemaxLoss
+    )
+}  # fmt: skip
+assert tuple(LOSSES) == LOSS_IDS
+
+
+def loss_info(name: str) -> LossInfo:
+    """Metadata of a loss by id."""
+    return _loss_class(name).info
+
+
+def _loss_class(name: str) -> type[MultiLabelLoss]:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSS_IDS)}") from None
+
+
+def build_loss(name: str, class_frequencies: Tensor | np.ndarray | list[float] | None = None, **params) -> MultiLabelLoss:
+    """Build a loss by id; W-CEL needs the training split's per-class counts."""
+    cls = _loss_class(name)
+    if cls is WeightedCrossEntropy:
+        if class_frequencies is None:
+            raise ValueError("W-CEL needs class_frequencies (the training split's per-class counts)")
+        return cls(class_frequencies, **params)
+    return cls(**params)

@@ -1,0 +1,225 @@
+"""The seven losses against independent references."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benloss.losses import LOSS_IDS, build_loss, class_weights, loss_info, sparsemax
+
+COUNTS = [100.0, 10.0, 1.0, 50.0, 0.0, 7.0, 3.0]
+
+
+def make(name, c=7, **params):
+    return build_loss(name, class_frequencies=COUNTS[:c] if name == "wcel" else None, **params)
+
+
+def random_batch(seed, n=9, c=7, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=dtype) * 3
+    y = (torch.rand(n, c, generator=g) < 0.35).to(dtype)
+    y[0] = 0  # no positives
+    y[1] = 1  # all positives
+    return z, y
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cel_equals_torch_bce_summed_over_classes(seed):
+    z, y = random_batch(seed)
+    expected = F.binary_cross_entropy_with_logits(z, y, reduction="sum") / len(z)
+    torch.testing.assert_close(make("cel")(z, y), expected)
+
+
+def test_cel_is_finite_for_huge_scores():
+    z = torch.tensor([[1000.0, -1000.0], [-1000.0, 1000.0]])
+    y = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    loss = make("cel", c=2)(z, y)
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(1000.0)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 3.0])
+def test_focal_matches_direct_formula(gamma):
+    z, y = random_batch(1)
+    p = torch.sigmoid(z)
+    p_t = torch.where(y > 0, p, 1 - p)
+    expected = (-((1 - p_t) ** gamma) * torch.log(p_t)).sum(1).mean()
+    torch.testing.assert_close(make("fl", gamma=gamma)(z, y), expected)
+
+
+def test_focal_with_gamma_zero_is_cel():
+    z, y = random_batch(2)
+    torch.testing.assert_close(make("fl", gamma=0.0)(z, y), make("cel")(z, y), rtol=0, atol=0)
+
+
+def test_wcel_weights_are_inverse_frequency_with_mean_one():
+    weights = class_weights(COUNTS).double()
+    inverse = 1 / torch.tensor([100, 10, 1, 50, 1, 7, 3], dtype=torch.float64)  # a zero count counts as the rarest
+    torch.testing.assert_close(weights, inverse / inverse.mean(), rtol=1e-6, atol=0)
+    assert weights.mean().item() == pytest.approx(1.0)
+
+
+def test_wcel_is_weighted_bce():
+    z, y = random_batch(3)
+    weights = class_weights(COUNTS).double()
+    expected = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * weights).sum(1).mean()
+    torch.testing.assert_close(make("wcel")(z, y), expected)
+
+
+def test_wcel_without_frequencies_is_an_error():
+    with pytest.raises(ValueError, match="class_frequencies"):
+        build_loss("wcel")
+
+
+def test_hal_hand_computed():
+    z = torch.tensor([[0.0, 2.0, -1.0]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    s = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    expected = ((1 - s(0.0)) + s(2.0) + s(-1.0)) / 3
+    assert make("hal", c=3)(z, y).item() == pytest.approx(expected)
+
+
+def sklearn_modified_huber(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scikit-learn's ModifiedHuber (sklearn.linear_model._sgd_fast), per element."""
+    from sklearn.linear_model._sgd_fast import ModifiedHuber
+
+    loss = ModifiedHuber()
+    return np.array([[loss.py_loss(float(p), float(t)) for p, t in zip(row_z, row_y)] for row_z, row_y in zip(z, y)])
+
+
+def test_hl_matches_sklearn_modified_huber():
+    z, y = random_batch(4)
+    expected = sklearn_modified_huber(z.numpy(), 2 * y.numpy() - 1).sum(1).mean()
+    assert make("hl")(z, y).item() == pytest.approx(expected)
+
+
+def test_rl_matches_multilabel_margin_loss():
+    z, y = random_batch(5)
+    c = z.shape[1]
+    # MultiLabelMarginLoss takes positive class indices padded with -1 and divides by C.
+    target = torch.full(z.shape, -1, dtype=torch.long)
+    for i, row in enumerate(y):
+        idx = torch.nonzero(row).flatten()
+        target[i, : len(idx)] = idx
+    reference = F.multilabel_margin_loss(z, target, reduction="none") * c
+    reference[y.sum(1) == c] = 0  # no negatives: no pairs
+    torch.testing.assert_close(make("rl")(z, y), reference.mean())
+
+
+def brute_force_sparsemax_loss(z: np.ndarray, y: np.ndarray) -> float:
+    """Minimise over every support set: sparsemax is the projection onto the simplex."""
+    q = y / y.sum()
+    best_p, best_distance = None, np.inf
+    for k in range(1, len(z) + 1):
+        for support in itertools.combinations(range(len(z)), k):
+            s = list(support)
+            tau = (z[s].sum() - 1) / k
+            p = np.zeros_like(z)
+            p[s] = z[s] - tau
+            if (p[s] >= 0).all() and np.sum((p - z) ** 2) < best_distance:
+                best_p, best_distance = p, np.sum((p - z) ** 2)
+    tau = (z[best_p > 0].sum() - 1) / (best_p > 0).sum()
+    support = best_p > 0
+    return -q @ z + 0.5 * np.sum(z[support] ** 2 - tau**2) + 0.5 * q @ q, best_p
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sml_matches_brute_force_and_its_gradient_is_sparsemax_minus_q(seed):
+    z, y = random_batch(seed, n=6, c=6)
+    y[y.sum(1) == 0, 2] = 1  # every row needs a positive for q
+    z.requires_grad_(True)
+    loss = make("sml", c=6)(z, y)
+    losses, projections = zip(*(brute_force_sparsemax_loss(zi, yi) for zi, yi in zip(z.detach().numpy(), y.numpy())))
+    assert loss.item() == pytest.approx(np.mean(losses))
+    np.testing.assert_allclose(sparsemax(z.detach())[0].numpy(), np.stack(projections), atol=1e-12)
+    (grad,) = torch.autograd.grad(loss, z)
+    q = y / y.sum(1, keepdim=True)
+    torch.testing.assert_close(grad, (sparsemax(z.detach())[0] - q) / len(z))
+
+
+@pytest.mark.parametrize("name", [n for n in LOSS_IDS if n != "rl"])
+def test_gradcheck(name):
+    z, y = random_batch(7, n=4, c=5)
+    z = z.detach().requires_grad_(True)
+    loss = make(name, c=5)
+    assert torch.autograd.gradcheck(lambda x: loss(x, y), (z,))
+
+
+def test_gradcheck_rl_away_from_hinges():
+    z = torch.tensor([[3.0, 0.2, -4.0], [0.0, 5.0, 1.7]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: make("rl", c=3)(x, y), (z,))
+
+
+@pytest.mark.parametrize("name", LOSS_IDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtypes_and_autocast(name, dtype):
+    z, y = random_batch(8, dtype=dtype)
+    loss = make(name)
+    value = loss(z, y)
+    assert value.dtype == dtype and torch.isfinite(value)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(loss(z.to(torch.bfloat16), y))
+
+
+@pytest.mark.parametrize("name", LOSS_IDS)
+def test_bad_inputs_are_rejected(name):
+    loss = make(name)
+    with pytest.raises(ValueError, match="must both be"):
+        loss(torch.zeros(2, 7), torch.zeros(2, 6))
+    with pytest.raises(ValueError, match="multi-hot"):
+        loss(torch.zeros(2, 7), torch.full((2, 7), 0.5))
+
+
+def test_unknown_loss_names_the_choices():
+    with pytest.raises(ValueError, match="cel, fl"):
+        build_loss("mse")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.integers(2, 8),
+    st.integers(0, 2**31 - 1),
+    st.floats(0.1, 50),
+)
+def test_losses_are_finite_and_non_negative(n, c, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=torch.float64) * scale
+    y = (torch.rand(n, c, generator=g) < 0.5).double()
+    for name in LOSS_IDS:
+        value = build_loss(name, class_frequencies=np.arange(1, c + 1)).forward(z, y)
+        assert torch.isfinite(value) and value >= -1e-9, name
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 8), st.integers(0, 2**31 - 1))
+def test_perfect_confident_prediction_costs_nothing(c, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(3, c, generator=g) < 0.5).double()
+    y[:, 0] = 1  # sparsemax needs a positive
+    z = torch.where(y > 0, 40.0, -40.0).double()
+    for name in ("cel", "fl", "wcel", "hl", "rl", "sml"):
+        value = build_loss(name, class_frequencies=np.ones(c)).forward(z, y)
+        assert value.item() == pytest.approx(0.0, abs=1e-9), name
+
+
+@pytest.mark.parametrize("name", LOSS_IDS)
+def test_predict_rules(name):
+    z = torch.tensor([[2.0, -1.0, 0.5, -3.0]])
+    prediction = make(name, c=4).predict(z)
+    if name == "sml":
+        np.testing.assert_array_equal(prediction.numpy(), sparsemax(z)[0].numpy() > 0)
+        assert prediction.tolist() == [[True, False, False, False]]
+    else:
+        assert prediction.tolist() == [[True, False, True, False]]
+    assert make(name, c=4).predict(z, torch.tensor([1.0, -2.0, 1.0, 0.0])).tolist() == [[True, True, False, False]]
+
+
+def test_metadata():
+    assert [loss_info(n).abbreviation for n in LOSS_IDS] == ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"]
+    assert loss_info("rl").differentiable is False

@@ -1,0 +1,98 @@
+"""The metrics against scikit-learn, computed batch by batch."""
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from benloss.metrics import MultiLabelMetrics, calibrate_thresholds
+
+
+def random_case(seed: int, n: int = 157, c: int = 7, ties: bool = False):
+    rng = np.random.default_rng(seed)
+    true = rng.random((n, c)) < rng.uniform(0.1, 0.5, c)
+    true[:3] = False  # images without labels
+    true[3] = True  # an image with every label
+    scores = rng.normal(size=(n, c)) + 1.5 * true
+    if ties:
+        scores = np.round(scores)
+    pred = scores > 0.5
+    pred[5:8] = False  # images without predictions
+    pred[:, -1] = False  # a class never predicted
+    return true, pred, scores
+
+
+def accumulate(true, pred, scores, zero_division=0.0, batch=40):
+    metrics = MultiLabelMetrics(true.shape[1], zero_division=zero_division)
+    for start in range(0, len(true), batch):
+        s = slice(start, start + batch)
+        metrics.update(pred[s], true[s], scores[s])
+    return metrics
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("zero_division", [0.0, 1.0])
+def test_averaged_scores_match_sklearn(seed, zero_division):
+    true, pred, scores = random_case(seed)
+    result = accumulate(true, pred, scores, zero_division).compute()
+    for average in ("samples", "micro", "macro"):
+        kw = {"average": average, "zero_division": zero_division}
+        assert result[f"precision_{average}"] == pytest.approx(skm.precision_score(true, pred, **kw))
+        assert result[f"recall_{average}"] == pytest.approx(skm.recall_score(true, pred, **kw))
+        assert result[f"f1_{average}"] == pytest.approx(skm.f1_score(true, pred, **kw))
+        assert result[f"f2_{average}"] == pytest.approx(skm.fbeta_score(true, pred, beta=2, **kw))
+    assert result["hamming_loss"] == pytest.approx(skm.hamming_loss(true, pred))
+    assert result["subset_accuracy"] == pytest.approx(skm.accuracy_score(true, pred))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_ranking_metrics_match_sklearn(seed, ties):
+    true, pred, scores = random_case(seed, ties=ties)
+    result = accumulate(true, pred, scores).compute()
+    assert result["ranking_loss"] == pytest.approx(skm.label_ranking_loss(true, scores))
+    assert result["lrap"] == pytest.approx(skm.label_ranking_average_precision_score(true, scores))
+    assert result["coverage"] == pytest.approx(skm.coverage_error(true, scores))
+
+
+def test_one_error_by_brute_force():
+    true, pred, scores = random_case(4)
+    expected = np.mean([not true[i, np.argmax(scores[i])] for i in range(len(true))])
+    assert accumulate(true, pred, scores).compute()["one_error"] == pytest.approx(expected)
+
+
+def test_per_class_matches_sklearn():
+    true, pred, scores = random_case(5)
+    table = accumulate(true, pred, scores).per_class()
+    p, r, f, s = skm.precision_recall_fscore_support(true, pred, zero_division=0)
+    np.testing.assert_allclose(table["precision"], p)
+    np.testing.assert_allclose(table["recall"], r)
+    np.testing.assert_allclose(table["f1"], f)
+    np.testing.assert_array_equal(table["support"], s)
+
+
+def test_degenerate_all_empty():
+    true = np.zeros((4, 3), bool)
+    result = accumulate(true, true, np.zeros((4, 3))).compute()
+    assert result["f1_micro"] == skm.f1_score(true, true, average="micro", zero_division=0)
+    assert result["f1_samples"] == skm.f1_score(true, true, average="samples", zero_division=0)
+    assert result["subset_accuracy"] == 1.0
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="must be"):
+        MultiLabelMetrics(3).update(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+def test_calibrated_thresholds_maximise_f1_by_brute_force():
+    true, _, scores = random_case(6, n=60, c=4, ties=True)
+    thresholds = calibrate_thresholds(scores, true)
+    for c in range(4):
+        best = max(skm.f1_score(true[:, c], scores[:, c] >= t, zero_division=0) for t in np.unique(scores[:, c]))
+        assert skm.f1_score(true[:, c], scores[:, c] >= thresholds[c], zero_division=0) == pytest.approx(best)
+
+
+def test_class_without_positives_is_never_predicted():
+    true = np.zeros((5, 2), bool)
+    true[:, 0] = [1, 0, 1, 0, 0]
+    thresholds = calibrate_thresholds(np.random.default_rng(0).normal(size=(5, 2)), true)
+    assert np.isinf(thresholds[1])
