@@ -10,7 +10,10 @@ from pathlib import Path
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """A hidden sibling that keeps the suffix, since some writers (``np.save``) append theirs."""
+    suffixes = "".join(path.suffixes)
+    stem = path.name[: len(path.name) - len(suffixes)] if suffixes else path.name
+    return path.with_name(f".{stem}.tmp-{os.getpid()}{suffixes}")
 
 
 @contextmanager

@@ -1,0 +1,3 @@
+from benloss.cli import main
+
+main()

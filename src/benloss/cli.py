@@ -1,0 +1,188 @@
+"""``python -m benloss <step>``: every workflow step as a command; each calls one package function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("benloss")
+
+
+def _lists(args: argparse.Namespace) -> dict[str, Path]:
+    return {name: Path(getattr(args, name)) for name in ("train", "val", "test", "snow", "cloud")}
+
+
+def _add_lists(parser: argparse.ArgumentParser) -> None:
+    for name in ("train", "val", "test", "snow", "cloud"):
+        parser.add_argument(f"--{name}", required=True, help=f"the {name} list (one patch name per line)")
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from benloss.synth import SynthConfig, make_demo_archive
+
+    make_demo_archive(args.out, SynthConfig(patches=args.patches, seed=args.seed))
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from benloss.download import download
+
+    download(args.url, args.out, args.md5, retries=args.retries)
+
+
+def cmd_labels(args: argparse.Namespace) -> None:
+    from benloss.labels import run_labels
+
+    run_labels(args.archive, _lists(args), args.out)
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from benloss.encode import encode_archive
+
+    encode_archive(args.archive, args.labels, args.band_statistics, args.out, threads=args.threads)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from benloss.train import TrainConfig, train
+
+    config = TrainConfig(
+        loss=args.loss, seed=args.seed, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, loss_params=json.loads(args.loss_params), device=args.device, amp=args.amp,
+        threads=args.threads, workers=args.workers, data_on_device=args.data_on_device,
+    )  # fmt: skip
+    train(config, args.encoded, args.class_counts, args.out)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from benloss.evaluate import evaluate
+
+    evaluate(args.model, args.val_scores, args.encoded, args.out, threads=args.threads, device=args.device)
+
+
+def cmd_tables(args: argparse.Namespace) -> None:
+    from benloss.tables import write_tables
+
+    write_tables(args.results, args.class_counts, args.out, demo=args.demo)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from benloss.figures import write_figures
+
+    write_figures(args.results, args.class_counts, args.out)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from benloss.explain import explain
+
+    explain(args.results, args.encoded, json.loads(args.examples), args.out, masks=args.masks, threads=args.threads)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from benloss.report import build_report
+
+    build_report(args.results, args.config, args.out)
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="benloss", description=__doc__)
+    main.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    steps = main.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    p = steps.add_parser("synth", help="write the demo archive (BigEarthNet format, synthetic content)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--patches", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = steps.add_parser("download", help="download an archive with resume and md5 verification")
+    p.add_argument("--url", required=True)
+    p.add_argument("--md5", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--retries", type=int, default=8)
+    p.set_defaults(func=cmd_download)
+
+    p = steps.add_parser("labels", help="BigEarthNet-19 labels, splits and exclusions of every patch")
+    p.add_argument("--archive", type=Path, required=True)
+    _add_lists(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=cmd_labels)
+
+    p = steps.add_parser("encode", help="encode the kept patches into memory-mappable arrays")
+    p.add_argument("--archive", type=Path, required=True)
+    p.add_argument("--labels", type=Path, required=True, help="patches.parquet")
+    p.add_argument("--band-statistics", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_encode)
+
+    p = steps.add_parser("train", help="train one K-Branch CNN with one loss")
+    p.add_argument("--encoded", type=Path, required=True)
+    p.add_argument("--class-counts", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--loss", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=80)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--loss-params", default="{}", help="JSON object of the loss's parameters")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--data-on-device", action="store_true", help="keep the encoded arrays on the accelerator")
+    p.set_defaults(func=cmd_train)
+
+    p = steps.add_parser("evaluate", help="test-split metrics of one trained model")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--val-scores", type=Path, required=True)
+    p.add_argument("--encoded", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = steps.add_parser("tables", help="Table 1, Table 2 and the per-class table")
+    p.add_argument("--results", type=Path, required=True, help="the run's results folder")
+    p.add_argument("--class-counts", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--demo", action="store_true", help="label the comparison with the paper as a demo")
+    p.set_defaults(func=cmd_tables)
+
+    p = steps.add_parser("figures", help="Fig. 2 learning curves and the class-count chart")
+    p.add_argument("--results", type=Path, required=True)
+    p.add_argument("--class-counts", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_figures)
+
+    p = steps.add_parser("explain", help="LRP heatmaps (Fig. 1) and their checks")
+    p.add_argument("--results", type=Path, required=True)
+    p.add_argument("--encoded", type=Path, required=True)
+    p.add_argument("--examples", required=True, help="JSON list of {class, patch?}")
+    p.add_argument("--masks", type=Path, default=None, help="the demo's region masks")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_explain)
+
+    p = steps.add_parser("report", help="the self-contained HTML report")
+    p.add_argument("--results", type=Path, required=True)
+    p.add_argument("--config", type=Path, required=True, help="the run's configuration as YAML")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_report)
+    return main
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
+        log.error("%s failed: %s", args.step, error)
+        sys.exit(1)

@@ -1,0 +1,97 @@
+"""Training batches from the encoded arrays: one gather per batch, no per-image Python work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from benloss.encode import open_encoded
+
+
+class EncodedSplit(Dataset):
+    """A split of the encoded arrays; item ``i`` is the whole batch ``i`` of a fixed batch plan.
+
+    ``plan`` is a list of index arrays; gathering a sorted index array from the memory map is one
+    NumPy call per group and batch.
+    """
+
+    def __init__(self, folder: Path, split: str) -> None:
+        self.folder = Path(folder)
+        self.split = split
+        self.arrays = open_encoded(self.folder, split)
+        self.plan: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.arrays["labels"])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.arrays["labels"])
+
+    def gather(self, indices: np.ndarray) -> dict[str, Tensor]:
+        """Raw uint16 bands and uint8 labels of the given images, in the given order."""
+        order = np.argsort(indices, kind="stable")
+        sorted_indices = indices[order]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        batch = {part: torch.from_numpy(self.arrays[part][sorted_indices][inverse]) for part in self.arrays}
+        return batch
+
+    def __getitem__(self, item: int) -> dict[str, Tensor]:
+        return self.gather(self.plan[item])
+
+
+def batch_plan(n_images: int, batch_size: int, shuffle: bool, seed: int, epoch: int) -> list[np.ndarray]:
+    """Index arrays of every batch of an epoch; the order depends only on (seed, epoch).
+
+    A shuffled (training) plan drops the last incomplete batch, as BatchNorm cannot train on a batch of
+    one and reshuffling lets every image take part over the epochs; an evaluation plan keeps every image.
+    """
+    if shuffle:
+        order = np.random.default_rng([seed, epoch]).permutation(n_images)
+        stop = n_images - n_images % batch_size if n_images >= batch_size else n_images
+    else:
+        order = np.arange(n_images)
+        stop = n_images
+    return [order[start : min(start + batch_size, stop)] for start in range(0, stop, batch_size)]
+
+
+def loader(split: EncodedSplit, plan: list[np.ndarray], workers: int, pin_memory: bool) -> DataLoader:
+    """A DataLoader over whole batches (``batch_size=None``): workers gather, the trainer computes."""
+    split.plan = plan
+    return DataLoader(
+        split,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
+
+
+class DeviceResidentSplit:
+    """The same split held on the accelerator as uint16, gathered there per batch (no host copies)."""
+
+    def __init__(self, split: EncodedSplit, device: torch.device) -> None:
+        self.tensors = {part: torch.from_numpy(np.ascontiguousarray(split.arrays[part])).to(device) for part in split.arrays}
+        self.device = device
+
+    def batches(self, plan: list[np.ndarray]) -> Iterator[dict[str, Tensor]]:
+        for indices in plan:
+            index = torch.from_numpy(indices).to(self.device, non_blocking=True)
+            yield {part: tensor.index_select(0, index) for part, tensor in self.tensors.items()}
+
+
+def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """Move a batch's tensors to ``device`` (asynchronously from pinned memory)."""
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}

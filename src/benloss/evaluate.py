@@ -1,0 +1,78 @@
+"""Test-split evaluation of one trained model: its own decision rule and validation-calibrated thresholds."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from benloss.atomic import atomic_outputs
+from benloss.bands import read_band_statistics
+from benloss.data import EncodedSplit, batch_plan, loader, to_device
+from benloss.losses import build_loss
+from benloss.metrics import MultiLabelMetrics, calibrate_thresholds
+from benloss.models import BandNormalizer, KBranchCNN
+from benloss.nomenclature import classes
+from benloss.train import choose_device, load_model
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_scores(model: KBranchCNN, encoded: Path, split: str, device: torch.device, batch_size: int = 256) -> np.ndarray:
+    """Raw scores (N, C) of ``model`` on one split, in the encoded row order."""
+    data = EncodedSplit(encoded, split)
+    normalizer = BandNormalizer(read_band_statistics(Path(encoded) / "band_statistics.csv")).to(device)
+    plan = batch_plan(data.n_images, batch_size, False, 0, 0)
+    scores = [
+        model(*normalizer(to_device(batch, device))).float().cpu().numpy()
+        for batch in tqdm(loader(data, plan, 0, False), total=len(plan), desc=f"scores {split}", mininterval=5)
+    ]
+    return np.concatenate(scores) if scores else np.zeros((0, len(classes())), np.float32)
+
+
+def evaluate_scores(
+    loss_name: str, loss_params: dict, test_scores: np.ndarray, test_labels: np.ndarray, thresholds: np.ndarray
+) -> tuple[dict, dict, "object", "object"]:
+    """Metrics of the loss's own rule and of calibrated thresholds, plus both per-class tables."""
+    loss = build_loss(loss_name, class_frequencies=np.ones(test_labels.shape[1]), **loss_params)
+    scores = torch.from_numpy(test_scores)
+    own, calibrated = MultiLabelMetrics(test_labels.shape[1]), MultiLabelMetrics(test_labels.shape[1])
+    own.update(loss.predict(scores), test_labels, test_scores)
+    calibrated.update(loss.predict(scores, torch.from_numpy(thresholds)), test_labels, test_scores)
+    return own.compute(), calibrated.compute(), own.per_class(classes()), calibrated.per_class(classes())
+
+
+def evaluate(model_path: Path, val_scores: Path, encoded: Path, outdir: Path, threads: int = 1, device: str = "auto") -> dict:
+    """Write ``metrics.json``, ``per_class.csv`` and ``test_scores.npy`` for one trained model."""
+    torch.set_num_threads(max(1, threads))
+    target = choose_device(device)
+    model, config = load_model(model_path, target)
+    val_labels = EncodedSplit(encoded, "val").labels
+    test_labels = EncodedSplit(encoded, "test").labels
+    thresholds = calibrate_thresholds(np.load(val_scores), val_labels)
+    test_scores = predict_scores(model, encoded, "test", target)
+    own, calibrated, per_class, per_class_calibrated = evaluate_scores(
+        config.loss, config.loss_params, test_scores, test_labels, thresholds
+    )
+    per_class = per_class.assign(f1_calibrated=per_class_calibrated["f1"].to_numpy(), threshold=thresholds)
+    result = {
+        "loss": config.loss,
+        "seed": config.seed,
+        "test_images": len(test_labels),
+        "own_rule": own,
+        "calibrated": calibrated,
+        "thresholds": [None if np.isinf(t) else float(t) for t in thresholds],
+    }
+    outdir = Path(outdir)
+    with atomic_outputs(outdir / "metrics.json", outdir / "per_class.csv", outdir / "test_scores.npy") as (m, p, s):
+        m.write_text(json.dumps(result, indent=2) + "\n")
+        per_class.to_csv(p)
+        np.save(s, test_scores.astype(np.float32))
+    log.info("%s seed %d: test F1 (samples) %.4f, calibrated %.4f", config.loss, config.seed, own["f1_samples"],
+             calibrated["f1_samples"])  # fmt: skip
+    return result

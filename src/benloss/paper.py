@@ -1,0 +1,33 @@
+"""The one home of the paper's published numbers (Yessou, Sumbul & Demir, IGARSS 2020)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from benloss.losses import LOSS_IDS
+
+CITATION = (
+    "H. Yessou, G. Sumbul and B. Demir, \"A Comparative Study of Deep Learning Loss Functions for Multi-Label "
+    "Remote Sensing Image Classification\", IGARSS 2020, arXiv:2009.13935"
+)
+#: Table 1 of the paper: sample-averaged precision, recall and F1 in % on the BigEarthNet-19 test split.
+TABLE1: dict[str, tuple[float, float, float]] = {
+    "cel": (75.2, 58.2, 62.3),
+    "fl": (72.2, 57.8, 61.1),
+    "wcel": (76.2, 64.5, 66.2),
+    "hal": (75.9, 60.4, 64.2),
+    "hl": (76.6, 59.9, 64.1),
+    "rl": (58.0, 76.5, 62.9),
+    "sml": (70.7, 74.4, 69.9),
+}
+#: The paper's training set-up.
+EPOCHS = 80
+LEARNING_RATE = 1e-4
+WIDTH = 1024
+
+
+def table1_frame() -> pd.DataFrame:
+    """Table 1 of the paper: rows P, R, F1, one column per loss (ids) in the paper's order."""
+    return pd.DataFrame(
+        {loss: TABLE1[loss] for loss in LOSS_IDS}, index=pd.Index(["P", "R", "F1"], name="metric")
+    )

@@ -1,0 +1,26 @@
+"""One colour and marker per loss, used by every figure of the project."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from benloss.losses import LOSS_IDS  # noqa: E402
+
+# Okabe-Ito colours (colour-blind safe) plus black.
+_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LOSS_STYLE: dict[str, dict[str, str]] = {
+    loss: {"color": colour, "marker": marker} for loss, colour, marker in zip(LOSS_IDS, _COLOURS, _MARKERS, strict=True)
+}
+
+
+def save(figure: plt.Figure, png, pdf=None) -> None:
+    """Save as 300 dpi PNG (and vector PDF) and close."""
+    figure.savefig(png, dpi=300, bbox_inches="tight", format="png")
+    if pdf is not None:
+        figure.savefig(pdf, bbox_inches="tight", format="pdf")
+    plt.close(figure)

@@ -1,0 +1,168 @@
+"""Table 1 (test precision/recall/F1 per loss), the per-class table and Table 2 measured from data."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benloss.atomic import atomic_outputs
+from benloss.losses import loss_info
+from benloss.nomenclature import classes
+from benloss.paper import table1_frame
+from benloss.results import histories, losses_present, per_class, test_metrics
+
+log = logging.getLogger(__name__)
+
+#: Table 1's rows: (label, column of test_metrics). The first three are the paper's.
+TABLE1_ROWS: tuple[tuple[str, str], ...] = (
+    ("P", "own_precision_samples"),
+    ("R", "own_recall_samples"),
+    ("F1", "own_f1_samples"),
+    ("F1 micro", "own_f1_micro"),
+    ("F1 macro", "own_f1_macro"),
+    ("F1 samples", "own_f1_samples"),
+    ("F1 samples, calibrated thresholds", "calibrated_f1_samples"),
+)
+MARKS = ("H", "M", "L")
+
+
+def table1(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Long table: metric, loss (abbreviation), mean and std over seeds (in %), number of seeds."""
+    rows = []
+    for label, column in TABLE1_ROWS:
+        for loss in losses_present(metrics):
+            values = 100 * metrics.loc[metrics["loss"] == loss, column].to_numpy(dtype=float)
+            std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+            rows.append({"metric": label, "loss": loss_info(loss).abbreviation, "mean": float(values.mean()),
+                         "std": std, "seeds": len(values)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _cell(mean: float, std: float) -> str:
+    return f"{mean:.1f}" if np.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def table1_wide(long: pd.DataFrame) -> pd.DataFrame:
+    """Formatted Table 1: rows metrics, columns losses, cells ``mean`` or ``mean ± std``."""
+    cells = long.assign(cell=[_cell(m, s) for m, s in zip(long["mean"], long["std"], strict=True)])
+    wide = cells.pivot(index="metric", columns="loss", values="cell")
+    order = [abbreviation for abbreviation in cells["loss"].drop_duplicates()]
+    return wide.loc[[label for label, _ in TABLE1_ROWS], order]
+
+
+def paper_table1() -> pd.DataFrame:
+    frame = table1_frame()
+    frame.columns = [loss_info(loss).abbreviation for loss in frame.columns]
+    return frame
+
+
+def per_class_f1(per_class_frame: pd.DataFrame) -> pd.DataFrame:
+    """Test F1 per class (rows, official order) and loss (columns), mean over seeds."""
+    mean = per_class_frame.groupby(["class", "loss"])["f1"].mean().unstack("loss")
+    mean = mean.loc[list(classes()), losses_present(per_class_frame)]
+    mean.columns = [loss_info(loss).abbreviation for loss in mean.columns]
+    return mean
+
+
+def epochs_to_fraction(curve: np.ndarray, fraction: float = 0.9) -> int:
+    """First epoch (1-based) whose value reaches ``fraction`` of the final value."""
+    target = fraction * curve[-1]
+    return int(np.argmax(curve >= target)) + 1
+
+
+def marks(values: pd.Series, higher_is_better: bool) -> pd.Series:
+    """H/M/L by rank: top, middle and bottom third of the losses; ties share the better mark."""
+    ranks = values.rank(ascending=not higher_is_better, method="min") - 1
+    third = np.floor(ranks * 3 / len(values)).astype(int).clip(0, 2)
+    return third.map(dict(enumerate(MARKS)))
+
+
+#: Table 2's measured criteria: (column, higher is better, how it is computed).
+TABLE2_CRITERIA: tuple[tuple[str, bool, str], ...] = (
+    ("test_f1", True, "overall accuracy: sample-averaged test F1 with the loss's own rule"),
+    ("macro_f1", True, "class imbalance: macro-averaged test F1"),
+    ("rare_f1", True, "class imbalance: mean test F1 over the rarest third of the classes by training count"),
+    ("zero_grad_fraction", False, "share of training images whose score gradient vanished, mean over epochs"),
+    ("epochs_to_90", False, "learning efficiency: first epoch reaching 90 % of the final validation F1"),
+    ("f1_auc", True, "learning efficiency: area under the validation F1 curve, per epoch (mean F1)"),
+)
+
+
+def table2(metrics: pd.DataFrame, history: pd.DataFrame, per_class_frame: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """Measured numbers and H/M/L marks per loss (rows, paper's order); convexity/differentiability from metadata."""
+    train_counts = counts.set_index("class")["train"].loc[list(classes())]
+    rare = list(train_counts.sort_values(kind="stable").index[: len(classes()) // 3])
+    rows = []
+    for loss in losses_present(metrics):
+        info = loss_info(loss)
+        runs = history[history["loss"] == loss]
+        curves = [group.sort_values("epoch")["f1_samples"].to_numpy() for _, group in runs.groupby("seed")]
+        rare_f1 = per_class_frame[(per_class_frame["loss"] == loss) & per_class_frame["class"].isin(rare)]["f1"]
+        rows.append(
+            {
+                "loss": info.abbreviation,
+                "test_f1": metrics.loc[metrics["loss"] == loss, "own_f1_samples"].mean(),
+                "macro_f1": metrics.loc[metrics["loss"] == loss, "own_f1_macro"].mean(),
+                "rare_f1": rare_f1.mean(),
+                "convex": info.convex,
+                "differentiable": info.differentiable,
+                "zero_grad_fraction": runs["zero_grad_fraction"].mean(),
+                "epochs_to_90": float(np.mean([epochs_to_fraction(c) for c in curves])),
+                "f1_auc": float(np.mean([c.mean() for c in curves])),
+            }
+        )
+    frame = pd.DataFrame(rows).set_index("loss")
+    for column, higher, _ in TABLE2_CRITERIA:
+        frame[f"{column}_mark"] = marks(frame[column], higher)
+    frame["convexity_mark"] = np.where(frame["convex"], "H", "L")
+    frame["differentiability_mark"] = np.where(frame["differentiable"], "H", "L")
+    return frame
+
+
+def _markdown(frame: pd.DataFrame, title: str) -> str:
+    header = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
+    rule = "|" + "---|" * (len(frame.columns) + 1)
+    body = ["| " + " | ".join([str(index), *map(_format, row)]) + " |" for index, row in frame.iterrows()]
+    return "\n".join([f"**{title}**", "", header, rule, *body, ""])
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def write_tables(results: Path, class_counts: Path, outdir: Path, demo: bool = False) -> dict[str, pd.DataFrame]:
+    """Write Table 1 (csv, md, tex), the paper's Table 1, the per-class F1 table and Table 2 (csv, md)."""
+    results, outdir = Path(results), Path(outdir)
+    metrics = test_metrics(results)
+    history = histories(results)
+    per_class_frame = per_class(results)
+    counts = pd.read_csv(class_counts)
+    long = table1(metrics)
+    wide = table1_wide(long)
+    wide.index.name = "metric"
+    paper = paper_table1()
+    per_class_table = per_class_f1(per_class_frame)
+    table2_frame = table2(metrics, history, per_class_frame, counts)
+    label = "DEMO on synthetic data, not BigEarthNet: " if demo else ""
+    outputs = ("table1.csv", "table1.md", "table1.tex", "table1_paper.csv", "table2.csv", "table2.md", "per_class_f1.csv")
+    with atomic_outputs(*(outdir / name for name in outputs)) as paths:
+        t1_csv, t1_md, t1_tex, t1_paper, t2_csv, t2_md, pc_csv = paths
+        long.to_csv(t1_csv, index=False)
+        paper_block = paper.loc[:, [c for c in wide.columns if c in paper.columns]]
+        t1_md.write_text(
+            _markdown(wide, f"{label}Table 1: test metrics in % (mean ± std over seeds)")
+            + "\n"
+            + _markdown(paper_block, "Table 1 of the paper (BigEarthNet-19, in %)")
+        )
+        t1_tex.write_text(wide.to_latex(caption=f"{label}Test precision, recall and F1 in \\%.", label="tab:table1"))
+        paper.to_csv(t1_paper)
+        table2_frame.to_csv(t2_csv)
+        t2_md.write_text(_markdown(table2_frame, f"{label}Table 2, measured"))
+        per_class_table.to_csv(pc_csv)
+    log.info("tables written to %s", outdir)
+    return {"table1": long, "table2": table2_frame, "per_class": per_class_table}

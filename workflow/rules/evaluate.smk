@@ -1,0 +1,84 @@
+rule evaluate:
+    input:
+        model=f"{model_dir()}/model.pt",
+        val_scores=f"{model_dir()}/val_scores.npy",
+        encoded=f"{RESULTS}/encoded",
+    output:
+        metrics=f"{RESULTS}/eval/{{loss}}/seed{{seed}}/metrics.json",
+        per_class=f"{RESULTS}/eval/{{loss}}/seed{{seed}}/per_class.csv",
+        test_scores=f"{RESULTS}/eval/{{loss}}/seed{{seed}}/test_scores.npy",
+    log:
+        f"{RESULTS}/logs/evaluate/{{loss}}_seed{{seed}}.log",
+    params:
+        outdir=f"{RESULTS}/eval/{{loss}}/seed{{seed}}",
+        device=config["training"]["device"],
+    threads: config["training"]["threads"]
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "{BENLOSS} evaluate --model {input.model} --val-scores {input.val_scores} --encoded {input.encoded}"
+        " --out {params.outdir} --threads {threads} --device {params.device} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        metrics=all_evaluations("metrics.json"),
+        per_class=all_evaluations("per_class.csv"),
+        histories=all_models("history.csv"),
+        counts=f"{RESULTS}/labels/class_counts.csv",
+    output:
+        table1=report(
+            f"{RESULTS}/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="3. Results",
+            subcategory="Table 1",
+        ),
+        table1_md=f"{RESULTS}/tables/table1.md",
+        table1_tex=f"{RESULTS}/tables/table1.tex",
+        table1_paper=f"{RESULTS}/tables/table1_paper.csv",
+        table2=report(
+            f"{RESULTS}/tables/table2.csv",
+            caption="../report/table2.rst",
+            category="3. Results",
+            subcategory="Table 2",
+        ),
+        table2_md=f"{RESULTS}/tables/table2.md",
+        per_class=report(
+            f"{RESULTS}/tables/per_class_f1.csv",
+            caption="../report/per_class.rst",
+            category="3. Results",
+            subcategory="Per class",
+        ),
+    log:
+        f"{RESULTS}/logs/tables.log",
+    params:
+        demo="--demo" if DEMO else "",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "{BENLOSS} tables --results {RESULTS} --class-counts {input.counts} --out {RESULTS}/tables"
+        " {params.demo} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        histories=all_models("history.csv"),
+        counts=f"{RESULTS}/labels/class_counts.csv",
+    output:
+        curves=report(
+            f"{RESULTS}/figures/f1_curves.png",
+            caption="../report/f1_curves.rst",
+            category="2. Training",
+        ),
+        curves_pdf=f"{RESULTS}/figures/f1_curves.pdf",
+        counts=report(
+            f"{RESULTS}/figures/class_counts.png",
+            caption="../report/class_counts.rst",
+            category="1. Data",
+        ),
+    log:
+        f"{RESULTS}/logs/figures.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "{BENLOSS} figures --results {RESULTS} --class-counts {input.counts} --out {RESULTS}/figures > {log} 2>&1"

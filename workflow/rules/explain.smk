@@ -1,0 +1,31 @@
+rule explain:
+    input:
+        unpack(explain_inputs),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/lrp_heatmaps.png",
+            caption="../report/lrp_heatmaps.rst",
+            category="4. Explanations",
+        ),
+        figure_pdf=f"{RESULTS}/figures/lrp_heatmaps.pdf",
+        relevance=f"{RESULTS}/explain/relevance.npz",
+        scores=report(
+            f"{RESULTS}/tables/lrp_scores.csv",
+            caption="../report/lrp_scores.rst",
+            category="4. Explanations",
+        ),
+        conservation=f"{RESULTS}/explain/conservation.csv",
+    log:
+        f"{RESULTS}/logs/explain.log",
+    params:
+        examples=explain_examples(),
+        masks=demo_masks_argument,
+    threads: config["training"]["threads"]
+    resources:
+        gpu=gpu_resources(),
+        slurm_extra=slurm_extra(),
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "{BENLOSS} explain --results {RESULTS} --encoded {input.encoded} --examples {params.examples}"
+        " {params.masks} --out {RESULTS} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,36 @@
+rule train:
+    input:
+        encoded=f"{RESULTS}/encoded",
+        counts=f"{RESULTS}/labels/class_counts.csv",
+    output:
+        model=f"{model_dir()}/model.pt",
+        history=f"{model_dir()}/history.csv",
+        val_scores=f"{model_dir()}/val_scores.npy",
+        baseline=f"{model_dir()}/baseline.json",
+        info=f"{model_dir()}/run.json",
+    log:
+        f"{RESULTS}/logs/train/{{loss}}_seed{{seed}}.log",
+    params:
+        outdir=model_dir(),
+        width=config["model"]["width"],
+        epochs=config["training"]["epochs"],
+        batch_size=config["training"]["batch_size"],
+        lr=config["training"]["lr"],
+        device=config["training"]["device"],
+        workers=config["training"]["workers"],
+        loss_params=loss_params,
+        flags=train_flags,
+    threads: config["training"]["threads"]
+    resources:
+        gpu=gpu_resources(),
+        mem_mb=config["training"]["mem_mb"],
+        runtime=config["training"]["runtime"],
+        slurm_extra=slurm_extra(),
+    retries: config["training"]["retries"]
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "{BENLOSS} train --encoded {input.encoded} --class-counts {input.counts} --out {params.outdir}"
+        " --loss {wildcards.loss} --seed {wildcards.seed} --width {params.width} --epochs {params.epochs}"
+        " --batch-size {params.batch_size} --lr {params.lr} --loss-params {params.loss_params}"
+        " --device {params.device} --threads {threads} --workers {params.workers} {params.flags} > {log} 2>&1"
