@@ -55,9 +55,8 @@ def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outd
         for split in SPLITS:
             rows = table[table["split"] == split]
             (tmp / f"{split}_patches.txt").write_text("".join(f"{name}\n" for name in rows["patch"]))
-            arrays[split]["labels"][:] = np.stack([multi_hot(labels) for labels in rows["labels"]]).reshape(
-                len(rows), len(classes())
-            )
+            for row, labels in enumerate(rows["labels"]):
+                arrays[split]["labels"][row] = multi_hot(labels)
         filled = _fill(archive, slot, arrays, threads)
         missing = sorted(set(slot) - filled)
         if missing:

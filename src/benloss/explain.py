@@ -202,7 +202,8 @@ def explain(results: Path, encoded: Path, requested: list[dict], out: Path, mask
     patches = (Path(encoded) / "test_patches.txt").read_text().split()
     region_maps = read_masks(masks) if masks else None
     figure_examples = choose_examples(requested, split, patches, region_maps)
-    examples = figure_examples + (check_examples(split, patches) if region_maps else [])
+    checks = check_examples(split, patches) if region_maps else []
+    examples = figure_examples + [e for e in checks if e not in figure_examples]
     rows = np.array([e.row for e in examples])
     batch = split.gather(rows)
     inputs = normalizer(batch)
@@ -220,13 +221,12 @@ def explain(results: Path, encoded: Path, requested: list[dict], out: Path, mask
         predicted = rule.predict(logits)
         predictions[loss] = [[classes()[c] for c in np.flatnonzero(p)] for p in predicted[: len(figure_examples)].numpy()]
         totals = sum(p.sum(dim=(1, 2, 3)) for p in parts)
-        for example, score, total in zip(examples, scores.tolist(), totals.tolist(), strict=True):
+        for index, (example, score, total) in enumerate(zip(examples, scores.tolist(), totals.tolist(), strict=True)):
             conservation.append({"loss": loss_info(loss).abbreviation, "patch": example.patch,
                                  "class": example.class_name, "score": score, "relevance_sum": total,
                                  "ratio": total / score if score else float("nan")})  # fmt: skip
             if region_maps is not None:
                 region = class_region(region_maps[example.patch], example.class_name)
-                index = examples.index(example)
                 scores_rows.append({"loss": loss_info(loss).abbreviation, "patch": example.patch,
                                     "class": example.class_name, **region_scores(heat[index], region)})  # fmt: skip
     labels = split.labels[rows[: len(figure_examples)]].astype(bool)

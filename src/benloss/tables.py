@@ -122,16 +122,18 @@ def table2(metrics: pd.DataFrame, history: pd.DataFrame, per_class_frame: pd.Dat
     return frame
 
 
-def _markdown(frame: pd.DataFrame, title: str) -> str:
+def _markdown(frame: pd.DataFrame, title: str, digits: int = 3) -> str:
     header = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
     rule = "|" + "---|" * (len(frame.columns) + 1)
-    body = ["| " + " | ".join([str(index), *map(_format, row)]) + " |" for index, row in frame.iterrows()]
+    body = [
+        "| " + " | ".join([str(index), *(_format(v, digits) for v in row)]) + " |" for index, row in frame.iterrows()
+    ]
     return "\n".join([f"**{title}**", "", header, rule, *body, ""])
 
 
-def _format(value: object) -> str:
+def _format(value: object, digits: int = 3) -> str:
     if isinstance(value, float | np.floating):
-        return f"{value:.3f}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
@@ -157,7 +159,7 @@ def write_tables(results: Path, class_counts: Path, outdir: Path, demo: bool = F
         t1_md.write_text(
             _markdown(wide, f"{label}Table 1: test metrics in % (mean ± std over seeds)")
             + "\n"
-            + _markdown(paper_block, "Table 1 of the paper (BigEarthNet-19, in %)")
+            + _markdown(paper_block, "Table 1 of the paper (BigEarthNet-19, in %)", digits=1)
         )
         t1_tex.write_text(wide.to_latex(caption=f"{label}Test precision, recall and F1 in \\%.", label="tab:table1"))
         paper.to_csv(t1_paper)

@@ -1,0 +1,35 @@
+# The two commands of the quick start: `make demo` and `make test`. Both set up .venv first if needed.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.benloss-installed
+CORES ?= all
+
+.PHONY: setup demo test lint report clean-demo
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES)
+	@echo "Report: results/demo/report.html"
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint --cores 1
+	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet.yaml
+
+report: setup
+	$(BIN)/snakemake --cores 1 --report results/demo/snakemake-report.zip

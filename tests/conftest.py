@@ -1,0 +1,61 @@
+"""Shared fixtures: a small demo archive, its label table and its encoded arrays, made once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benloss.encode import encode_archive
+from benloss.labels import run_labels
+from benloss.synth import SynthConfig, make_demo_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_ARCHIVE = ROOT / "tests" / "data" / "BigEarthNet-S2-Example.tar.bz2"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str, reason: str) -> str:
+    """The tool's path; a skip with ``reason`` where it is missing, but a failure under CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found: {reason}"
+        if IN_CI:
+            pytest.fail(message + " (CI must install it: see .ci/run)")
+        pytest.skip(message)
+    return path
+
+
+def demo_lists(folder: Path) -> dict[str, Path]:
+    lists = folder / "lists"
+    return {
+        "train": lists / "train.csv",
+        "val": lists / "val.csv",
+        "test": lists / "test.csv",
+        "snow": lists / "patches_with_seasonal_snow.csv",
+        "cloud": lists / "patches_with_cloud_and_shadow.csv",
+    }
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """A 48-patch demo archive folder (archive, masks, statistics, lists)."""
+    folder = tmp_path_factory.mktemp("demo") / "archive"
+    make_demo_archive(folder, SynthConfig(patches=48, seed=3))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def demo_labels(demo, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("labels")
+    run_labels(demo / "BigEarthNet-demo.tar.gz", demo_lists(demo), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_encoded(demo, demo_labels, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("encoded") / "encoded"
+    encode_archive(demo / "BigEarthNet-demo.tar.gz", demo_labels / "patches.parquet", demo / "band_statistics.csv", out)
+    return out

@@ -1,0 +1,146 @@
+"""Training: exact resumption, SIGTERM, non-finite losses, the constant baseline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from benloss.data import batch_plan
+from benloss.metrics import MultiLabelMetrics
+from benloss.train import TIMING_COLUMNS, NonFiniteLoss, Trainer, TrainConfig, constant_baseline, train
+
+from .conftest import ROOT
+
+
+def config(**overrides) -> TrainConfig:
+    return TrainConfig(**({"loss": "wcel", "width": 8, "epochs": 3, "batch_size": 8, "threads": 1} | overrides))
+
+
+def deterministic(history: pd.DataFrame) -> pd.DataFrame:
+    return history.drop(columns=list(TIMING_COLUMNS))
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resumed_history_equals_an_uninterrupted_one(demo_encoded, demo_labels, tmp_path, monkeypatch):
+    counts = demo_labels / "class_counts.csv"
+    reference = train(config(), demo_encoded, counts, tmp_path / "straight")
+
+    original = Trainer.train_epoch
+
+    def crash_in_epoch_3(self, epoch):
+        if epoch == 3:
+            raise Crash("killed")
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_3)
+    with pytest.raises(Crash):
+        train(config(), demo_encoded, counts, tmp_path / "resumed")
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    resumed = train(config(), demo_encoded, counts, tmp_path / "resumed")
+    pd.testing.assert_frame_equal(deterministic(resumed), deterministic(reference), check_exact=True)
+    first = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
+    second = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
+
+
+def test_checkpoint_of_other_settings_is_ignored(demo_encoded, demo_labels, tmp_path, monkeypatch):
+    counts = demo_labels / "class_counts.csv"
+    original = Trainer.train_epoch
+
+    def crash(self, epoch):
+        if epoch == 2:
+            raise Crash("killed")
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash)
+    with pytest.raises(Crash):
+        train(config(lr=1e-3), demo_encoded, counts, tmp_path / "run")
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    trainer = Trainer(config(), demo_encoded, counts, tmp_path / "run")
+    trainer.try_resume()
+    assert trainer.start_epoch == 1
+
+
+def test_history_columns_and_outputs(demo_encoded, demo_labels, tmp_path):
+    history = train(config(loss="rl", epochs=2), demo_encoded, demo_labels / "class_counts.csv", tmp_path)
+    assert list(history["epoch"]) == [1, 2]
+    assert {"train_loss", "val_loss", "f1_samples", "f1_micro", "f1_macro", "zero_grad_fraction"} <= set(history)
+    assert np.load(tmp_path / "val_scores.npy").shape[1] == 19
+    for name in ("model.pt", "history.csv", "baseline.json", "run.json"):
+        assert (tmp_path / name).exists()
+
+
+def test_non_finite_loss_stops_with_epoch_batch_and_loss(demo_encoded, demo_labels, tmp_path, monkeypatch):
+    trainer = Trainer(config(loss="hl"), demo_encoded, demo_labels / "class_counts.csv", tmp_path)
+    monkeypatch.setattr(trainer, "loss", lambda scores, targets: scores.sum() * float("nan"))
+    with pytest.raises(NonFiniteLoss, match=r"hl: loss is nan at epoch 1, batch 0"):
+        trainer.train_epoch(1)
+
+
+def test_sigterm_saves_and_exits_then_resumes(demo_encoded, demo_labels, tmp_path):
+    out = tmp_path / "job"
+    command = [
+        sys.executable, "-m", "benloss", "train", "--encoded", str(demo_encoded), "--class-counts",
+        str(demo_labels / "class_counts.csv"), "--out", str(out), "--loss", "cel", "--width", "8",
+        "--epochs", "40", "--batch-size", "8",
+    ]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert (out / "checkpoint.pt").exists()
+    stopped = time.time()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert time.time() - stopped < 20
+    assert "SIGTERM" in stderr
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] >= 1
+    assert not (out / "model.pt").exists()
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {out / 'checkpoint.pt'} after epoch {state['epoch']}" in resumed.stderr
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["epoch"]) == list(range(1, 41))
+
+
+def test_batch_plan_is_a_seeded_permutation_without_a_batch_of_one():
+    plan = batch_plan(33, 8, True, seed=4, epoch=2)
+    assert [len(b) for b in plan] == [8, 8, 8, 8]
+    assert len(np.unique(np.concatenate(plan))) == 32
+    assert all(np.array_equal(a, b) for a, b in zip(plan, batch_plan(33, 8, True, seed=4, epoch=2), strict=True))
+    assert not np.array_equal(np.concatenate(plan), np.concatenate(batch_plan(33, 8, True, seed=4, epoch=3)))
+    assert np.array_equal(np.concatenate(batch_plan(33, 8, False, 0, 0)), np.arange(33))
+
+
+def test_constant_baseline_by_brute_force():
+    rng = np.random.default_rng(0)
+    train_labels = (rng.random((200, 6)) < [0.6, 0.5, 0.3, 0.1, 0.05, 0.02]).astype(np.uint8)
+    val_labels = (rng.random((80, 6)) < [0.6, 0.5, 0.3, 0.1, 0.05, 0.02]).astype(np.uint8)
+    baseline = constant_baseline(train_labels, val_labels)
+    order = np.argsort(-train_labels.sum(0), kind="stable")
+    scores = []
+    for k in range(1, 7):
+        metrics = MultiLabelMetrics(6)
+        prediction = np.zeros_like(val_labels, bool)
+        prediction[:, order[:k]] = True
+        metrics.update(prediction, val_labels)
+        scores.append(metrics.compute()["f1_micro"])
+    assert baseline["f1_micro"] == pytest.approx(max(scores))
+    assert baseline["k"] == int(np.argmax(scores)) + 1
