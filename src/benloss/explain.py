@@ -6,9 +6,9 @@ The composite maps rules by layer name, because the K-Branch CNN has three input
   10000 (reflectance 0 to 1), so each band gets its own relevance;
 * every other convolution: ZPlus; every fully connected layer: Epsilon (ε = 1e-6).
 
-BatchNorm is merged into the preceding layers first (zennit's ``SequentialMergeBatchNorm``), with the
-model in ``eval()``. The relevance of an input is ``x ⊙ ∂̃s_c/∂x`` with the modified gradient, taken with
-``torch.autograd.grad`` for the three branch inputs at once, starting from the raw class score s_c.
+BatchNorm is merged into the preceding layers first (zennit's ``SequentialMergeBatchNorm``, with the
+left-over ``eps`` zeroed), with the model in ``eval()``. With the composite's hooks in place, ``torch.autograd.grad`` of the raw class score s_c
+(seeded with s_c itself) with respect to the three branch inputs returns their relevance directly.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 REFLECTANCE_MAX = 10000.0
 RGB_CHANNELS = [BAND_GROUPS[0].bands.index(band) for band in RGB]
 CHECK_PATCHES = 24
+#: ``lrp_scores.csv``: relevance_mass/pointing_hit use all twelve bands, the ``_rgb`` ones Fig. 1's RGB map.
+SCORE_COLUMNS = ("loss", "patch", "class", "score", "relevance_mass", "region_share", "pointing_hit",
+                 "relevance_mass_rgb", "pointing_hit_rgb")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,24 @@ class Example:
         return classes().index(self.class_name)
 
 
+class ExactMergeBatchNorm(SequentialMergeBatchNorm):
+    """zennit's BatchNorm merge, also zeroing the left-over layer's ``eps`` while merged.
+
+    zennit resets a merged BatchNorm to unit variance but keeps its ``eps``, so it still divides by
+    sqrt(1 + eps): negligible for PyTorch's 1e-5, but with TensorFlow's 1e-3 it shifts every score by
+    about 0.05 % per layer. Zeroing it makes the merged model give the original scores.
+    """
+
+    def register(self, linears, batch_norm) -> None:
+        self.original_eps = batch_norm.eps
+        super().register(linears, batch_norm)
+        batch_norm.eps = 0.0
+
+    def remove(self) -> None:
+        super().remove()
+        self.batch_norm.eps = self.original_eps
+
+
 def composite(model: nn.Module, statistics: BandStatistics) -> NameMapComposite:
     """Name-mapped LRP composite: ZBox on each branch's first conv, ZPlus on other convs, Epsilon on linears."""
     name_map = []
@@ -68,7 +89,7 @@ def composite(model: nn.Module, statistics: BandStatistics) -> NameMapComposite:
     convs = tuple(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and n not in INPUT_CONVS)
     linears = tuple(n for n, m in model.named_modules() if isinstance(m, nn.Linear))
     name_map += [(convs, ZPlus()), (linears, Epsilon(epsilon=1e-6))]
-    return NameMapComposite(name_map=name_map, canonizers=[SequentialMergeBatchNorm()])
+    return NameMapComposite(name_map=name_map, canonizers=[ExactMergeBatchNorm()])
 
 
 def relevance(model: KBranchCNN, inputs: tuple[Tensor, ...], class_indices: Tensor, statistics: BandStatistics):
@@ -81,12 +102,23 @@ def relevance(model: KBranchCNN, inputs: tuple[Tensor, ...], class_indices: Tens
         rows = torch.arange(len(scores))
         selected[rows, class_indices] = scores[rows, class_indices]
         gradients = torch.autograd.grad(scores, leaves, grad_outputs=selected)
-    return [(x * g).detach() for x, g in zip(leaves, gradients, strict=True)], scores[rows, class_indices].detach()
+    # zennit's rule hooks hand back relevance in place of gradients: the input "gradient" is the relevance.
+    return [g.detach() for g in gradients], scores[rows, class_indices].detach()
 
 
 def rgb_heatmap(relevance_10m: Tensor) -> np.ndarray:
     """Relevance of B04, B03 and B02 summed per pixel: (N, 120, 120)."""
     return relevance_10m[:, RGB_CHANNELS].sum(1).cpu().numpy()
+
+
+def all_band_heatmap(parts: list[Tensor]) -> np.ndarray:
+    """Relevance of all twelve bands per 10 m pixel: coarser pixels share theirs evenly among the 10 m pixels."""
+    total = np.zeros((parts[0].shape[0], 120, 120))
+    for part in parts:
+        summed = part.sum(1).cpu().numpy()
+        factor = 120 // summed.shape[-1]
+        total += np.kron(summed, np.ones((factor, factor))) / factor**2
+    return total
 
 
 def choose_examples(requested: list[dict], split: EncodedSplit, patches: list[str], masks: dict | None) -> list[Example]:
@@ -213,6 +245,7 @@ def explain(results: Path, encoded: Path, requested: list[dict], out: Path, mask
         model, config = load_model(path)
         parts, scores = relevance(model, inputs, class_indices, statistics)
         heat = rgb_heatmap(parts[0])
+        whole = all_band_heatmap(parts)
         heatmaps[loss] = heat[: len(figure_examples)]
         arrays |= {f"{loss}_rgb": heat, **{f"{loss}_{g.name}": p.numpy() for g, p in zip(BAND_GROUPS, parts, strict=True)}}
         with torch.no_grad():
@@ -227,15 +260,15 @@ def explain(results: Path, encoded: Path, requested: list[dict], out: Path, mask
                                  "ratio": total / score if score else float("nan")})  # fmt: skip
             if region_maps is not None:
                 region = class_region(region_maps[example.patch], example.class_name)
+                rgb = region_scores(heat[index], region)
                 scores_rows.append({"loss": loss_info(loss).abbreviation, "patch": example.patch,
-                                    "class": example.class_name, **region_scores(heat[index], region)})  # fmt: skip
+                                    "class": example.class_name, "score": score, **region_scores(whole[index], region),
+                                    "relevance_mass_rgb": rgb["relevance_mass"], "pointing_hit_rgb": rgb["pointing_hit"]})  # fmt: skip
     labels = split.labels[rows[: len(figure_examples)]].astype(bool)
     true_labels = [[classes()[c] for c in np.flatnonzero(row)] for row in labels]
     images = [true_colour(batch["10m"][i].numpy()) for i in range(len(figure_examples))]
     figure = heatmap_figure(figure_examples, images, heatmaps, predictions, true_labels)
-    scores_frame = pd.DataFrame(
-        scores_rows, columns=["loss", "patch", "class", "relevance_mass", "region_share", "pointing_hit"]
-    )
+    scores_frame = pd.DataFrame(scores_rows, columns=list(SCORE_COLUMNS))
     outputs = (out / "figures/lrp_heatmaps.png", out / "figures/lrp_heatmaps.pdf", out / "explain/relevance.npz",
                out / "tables/lrp_scores.csv", out / "explain/conservation.csv")  # fmt: skip
     with atomic_outputs(*outputs) as (png, pdf, npz, scores_csv, conservation_csv):

@@ -69,7 +69,7 @@ def label_weights() -> np.ndarray:
     names = original_labels()
     order = list(_FREQUENT) + [n for n in names if n not in _FREQUENT]
     rank = {name: r for r, name in enumerate(order)}
-    return np.array([1.0 / (rank[name] + 1) ** 1.15 for name in names])
+    return np.array([1.0 / (rank[name] + 1) ** 0.9 for name in names])
 
 
 def signatures() -> np.ndarray:
@@ -82,7 +82,7 @@ def signatures() -> np.ndarray:
     class_index = {name: i for i, name in enumerate(classes())}
     per_class = np.array(
         [
-            np.array(_ARCHETYPES[archetype]) * rng.uniform(0.75, 1.25, size=12)
+            np.array(_ARCHETYPES[archetype]) * rng.uniform(0.4, 1.6, size=12)
             for archetype in _CLASS_ARCHETYPE
         ]
     )
@@ -116,8 +116,8 @@ def paint_regions(rng: np.random.Generator, n_labels: int, size: int = 120, min_
 
 def render_patch(rng: np.random.Generator, region_labels: np.ndarray, spectra: np.ndarray) -> dict[str, np.ndarray]:
     """Render twelve uint16 bands from a 10 m map of original label indices."""
-    illumination = rng.uniform(0.85, 1.15)
-    texture = 1 + 0.08 * _smooth_field(rng, 120, 15)
+    illumination = rng.uniform(0.95, 1.05)
+    texture = 1 + 0.05 * _smooth_field(rng, 120, 15)
     bands: dict[str, np.ndarray] = {}
     for b, band in enumerate(BANDS):
         fine = spectra[region_labels, b] * texture * illumination
@@ -176,7 +176,7 @@ def _sample_labels(rng: np.random.Generator, config: SynthConfig, weights: np.nd
     kept = np.array([i for i in range(len(names)) if i not in dropped])
     if rng.random() < config.dropped_only_fraction:
         return sorted(rng.choice(dropped, size=int(rng.integers(1, 3)), replace=False).tolist())
-    k = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.35, 0.22, 0.13]))
+    k = int(rng.choice([1, 2, 3, 4], p=[0.4, 0.35, 0.18, 0.07]))
     p = weights[kept] / weights[kept].sum()
     return sorted(rng.choice(kept, size=k, replace=False, p=p).tolist())
 

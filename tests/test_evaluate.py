@@ -1,0 +1,132 @@
+"""Evaluation, Table 1, Table 2 and Fig. 2 from inputs with known results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from benloss.evaluate import evaluate
+from benloss.figures import learning_curves, write_figures
+from benloss.losses import LOSS_IDS
+from benloss.models import KBranchCNN
+from benloss.nomenclature import classes
+from benloss.tables import epochs_to_fraction, marks, write_tables
+from benloss.train import TrainConfig
+
+
+def constant_model(path: Path, bias: np.ndarray, loss: str = "cel") -> None:
+    """A K-Branch CNN whose every weight is zero: its scores are the classifier bias for every image."""
+    model = KBranchCNN(width=4).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.classifier.bias.copy_(torch.from_numpy(bias))
+    torch.save({"state_dict": model.state_dict(), "config": vars(TrainConfig(loss=loss, width=4))}, path)
+
+
+def test_evaluate_constant_model_against_sklearn(demo_encoded, tmp_path):
+    rng = np.random.default_rng(0)
+    bias = rng.normal(size=19).astype(np.float32)
+    constant_model(tmp_path / "model.pt", bias)
+    val_labels = np.load(demo_encoded / "val_labels.npy")
+    np.save(tmp_path / "val_scores.npy", rng.normal(size=val_labels.shape).astype(np.float32))
+    result = evaluate(tmp_path / "model.pt", tmp_path / "val_scores.npy", demo_encoded, tmp_path / "out")
+    test_labels = np.load(demo_encoded / "test_labels.npy").astype(bool)
+    predictions = np.broadcast_to(bias >= 0, test_labels.shape)
+    for average in ("samples", "micro", "macro"):
+        expected = skm.f1_score(test_labels, predictions, average=average, zero_division=0)
+        assert result["own_rule"][f"f1_{average}"] == pytest.approx(expected)
+    scores = np.load(tmp_path / "out" / "test_scores.npy")
+    np.testing.assert_allclose(scores, np.broadcast_to(bias, scores.shape), atol=1e-6)
+    per_class = pd.read_csv(tmp_path / "out" / "per_class.csv", index_col="class")
+    assert list(per_class.index) == list(classes())
+    np.testing.assert_allclose(per_class["f1"], skm.f1_score(test_labels, predictions, average=None, zero_division=0))
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["test_images"] == len(test_labels)
+
+
+def write_fake_run(root: Path, losses=LOSS_IDS, seeds=(0, 1)) -> dict:
+    """Histories and metrics with known numbers: loss i, seed s has test F1 = 0.1 i + 0.01 s."""
+    truth = {}
+    for i, loss in enumerate(losses):
+        for seed in seeds:
+            f1 = 0.1 * i + 0.01 * seed
+            truth[(loss, seed)] = f1
+            folder = root / "models" / loss / f"seed{seed}"
+            folder.mkdir(parents=True)
+            epochs = np.arange(1, 6)
+            curve = f1 * np.minimum(epochs / (i + 1), 1.0)
+            pd.DataFrame({"epoch": epochs, "train_loss": 1.0, "val_loss": 1 / epochs, "f1_samples": curve,
+                          "f1_micro": curve, "f1_macro": curve, "zero_grad_fraction": 0.01 * i,
+                          "train_seconds": 1.0, "val_seconds": 1.0, "images_per_second": 1.0}).to_csv(
+                folder / "history.csv", index=False)  # fmt: skip
+            evaluation = root / "eval" / loss / f"seed{seed}"
+            evaluation.mkdir(parents=True)
+            own = {"precision_samples": f1 + 0.05, "recall_samples": f1 - 0.05, "f1_samples": f1, "f1_micro": f1,
+                   "f1_macro": f1 / 2}  # fmt: skip
+            document = {"own_rule": own, "calibrated": {"f1_samples": f1 + 0.1}}
+            (evaluation / "metrics.json").write_text(json.dumps(document))
+            pd.DataFrame({"class": classes(), "precision": f1, "recall": f1, "f1": np.linspace(0, f1, 19),
+                          "support": 1}).to_csv(evaluation / "per_class.csv", index=False)  # fmt: skip
+    counts = pd.DataFrame({"class": classes(), "train": np.arange(19, 0, -1), "val": 1, "test": 1})
+    counts.to_csv(root / "class_counts.csv", index=False)
+    return truth
+
+
+def test_table1_means_and_stds(tmp_path):
+    truth = write_fake_run(tmp_path)
+    tables = write_tables(tmp_path, tmp_path / "class_counts.csv", tmp_path / "tables", demo=True)
+    long = tables["table1"]
+    f1 = long[long["metric"] == "F1"].set_index("loss")
+    assert list(f1.index) == ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"]
+    for i, loss in enumerate(LOSS_IDS):
+        values = [100 * truth[(loss, s)] for s in (0, 1)]
+        row = f1.iloc[i]
+        assert row["mean"] == pytest.approx(np.mean(values)) and row["std"] == pytest.approx(np.std(values, ddof=1))
+    text = (tmp_path / "tables" / "table1.md").read_text()
+    assert "DEMO" in text and "60.5 ± 0.7" in text  # SML: 60 and 61 %
+    assert "69.9" in (tmp_path / "tables" / "table1_paper.csv").read_text()
+    assert "\\begin{tabular}" in (tmp_path / "tables" / "table1.tex").read_text()
+
+
+def test_table2_numbers_and_marks(tmp_path):
+    write_fake_run(tmp_path)
+    table2 = write_tables(tmp_path, tmp_path / "class_counts.csv", tmp_path / "tables")["table2"]
+    assert table2.loc["SML", "test_f1"] == pytest.approx(0.605)
+    assert list(table2["test_f1_mark"]) == ["L", "L", "M", "M", "H", "H", "H"]
+    # Curves reach their final value at epoch i + 1, so 90 % is first reached at epoch ceil(0.9 (i + 1)).
+    assert list(table2["epochs_to_90"]) == [1, 2, 3, 4, 5, 5, 5]
+    assert table2.loc["RL", "differentiability_mark"] == "L" and table2.loc["FL", "convexity_mark"] == "L"
+    # Rare classes are the last six by training count: per-class F1 rises linearly to the loss's F1.
+    rare = np.linspace(0, 0.605, 19)[13:].mean()
+    assert table2.loc["SML", "rare_f1"] == pytest.approx(rare)
+
+
+def test_marks_by_thirds():
+    values = pd.Series([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    assert list(marks(values, True)) == ["H", "H", "H", "M", "M", "L", "L"]
+    assert list(marks(values, False)) == ["L", "L", "M", "M", "H", "H", "H"]
+    assert epochs_to_fraction(np.array([0.1, 0.5, 0.95, 1.0])) == 3
+
+
+def test_figures_plot_one_curve_per_loss_with_the_data(tmp_path):
+    write_fake_run(tmp_path)
+    from benloss.results import histories
+
+    figure = learning_curves(histories(tmp_path))
+    f1_axis = figure.axes[0]
+    lines = {line.get_label(): line for line in f1_axis.get_lines()}
+    assert list(lines) == ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"]
+    expected = np.mean([0.6 * np.minimum(np.arange(1, 6) / 7, 1), 0.61 * np.minimum(np.arange(1, 6) / 7, 1)], axis=0)
+    np.testing.assert_allclose(lines["SML"].get_ydata(), expected)
+    assert len(f1_axis.collections) == 7  # a ± std band per loss, two seeds each
+    assert len({line.get_color() for line in lines.values()}) == 7
+    write_figures(tmp_path, tmp_path / "class_counts.csv", tmp_path / "figures")
+    assert (tmp_path / "figures" / "f1_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "figures" / "f1_curves.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (tmp_path / "figures" / "class_counts.png").stat().st_size > 10_000
