@@ -140,7 +140,7 @@ def test_malformed_json_is_an_error_naming_the_file(demo, tmp_path):
         return b"{not json" if name.endswith("_labels_metadata.json") else data
 
     _rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
-    with pytest.raises(ArchiveError, match="labels_metadata.json is not valid JSON"):
+    with pytest.raises(ArchiveError, match=r"labels_metadata\.json is not valid JSON"):
         run_labels(tmp_path / "bad.tar.gz", demo_lists(demo), tmp_path / "out")
 
 
@@ -240,7 +240,9 @@ def test_folder_and_zstd_archives_give_the_same_arrays(demo, demo_labels, demo_e
     plain = gzip.decompress((demo / "BigEarthNet-demo.tar.gz").read_bytes())
     (tmp_path / "demo.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(plain))
     for source, name in ((tmp_path / "folder", "f"), (tmp_path / "demo.tar.zst", "z")):
-        encode_archive(source, demo_labels / "patches.parquet", demo / "band_statistics.csv", tmp_path / name, threads=2)
+        encode_archive(
+            source, demo_labels / "patches.parquet", demo / "band_statistics.csv", tmp_path / name, threads=2
+        )
         for split in ("train", "val", "test"):
             ours, reference = open_encoded(tmp_path / name, split), open_encoded(demo_encoded, split)
             assert all(np.array_equal(ours[k], reference[k]) for k in reference)

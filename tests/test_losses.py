@@ -88,7 +88,12 @@ def sklearn_modified_huber(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     from sklearn.linear_model._sgd_fast import ModifiedHuber
 
     loss = ModifiedHuber()
-    return np.array([[loss.py_loss(float(p), float(t)) for p, t in zip(row_z, row_y)] for row_z, row_y in zip(z, y)])
+    return np.array(
+        [
+            [loss.py_loss(float(p), float(t)) for p, t in zip(row_z, row_y, strict=False)]
+            for row_z, row_y in zip(z, y, strict=False)
+        ]
+    )
 
 
 def test_hl_matches_sklearn_modified_huber():
@@ -133,7 +138,10 @@ def test_sml_matches_brute_force_and_its_gradient_is_sparsemax_minus_q(seed):
     y[y.sum(1) == 0, 2] = 1  # every row needs a positive for q
     z.requires_grad_(True)
     loss = make("sml", c=6)(z, y)
-    losses, projections = zip(*(brute_force_sparsemax_loss(zi, yi) for zi, yi in zip(z.detach().numpy(), y.numpy())))
+    losses, projections = zip(
+        *(brute_force_sparsemax_loss(zi, yi) for zi, yi in zip(z.detach().numpy(), y.numpy(), strict=False)),
+        strict=False,
+    )
     assert loss.item() == pytest.approx(np.mean(losses))
     np.testing.assert_allclose(sparsemax(z.detach())[0].numpy(), np.stack(projections), atol=1e-12)
     (grad,) = torch.autograd.grad(loss, z)

@@ -15,7 +15,7 @@ import torch
 
 from benloss.data import batch_plan
 from benloss.metrics import MultiLabelMetrics
-from benloss.train import TIMING_COLUMNS, NonFiniteLoss, Trainer, TrainConfig, constant_baseline, train
+from benloss.train import TIMING_COLUMNS, NonFiniteLoss, TrainConfig, Trainer, constant_baseline, train
 
 from .conftest import ROOT
 

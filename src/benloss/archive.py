@@ -68,9 +68,12 @@ def _open_tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
     if path.name.endswith(".tar.zst"):
         import zstandard
 
-        with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                yield tar
+        with (
+            open(path, "rb") as raw,
+            zstandard.ZstdDecompressor().stream_reader(raw) as stream,
+            tarfile.open(fileobj=stream, mode="r|") as tar,
+        ):
+            yield tar
     else:
         with tarfile.open(path, mode="r|*") as tar:
             yield tar

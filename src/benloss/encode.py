@@ -44,9 +44,7 @@ def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outd
     """Encode the kept patches of ``label_table`` from ``archive`` into ``outdir`` (written atomically)."""
     table = read_label_table(label_table)
     slot = {
-        name: (split, row)
-        for split in SPLITS
-        for row, name in enumerate(table.loc[table["split"] == split, "patch"])
+        name: (split, row) for split in SPLITS for row, name in enumerate(table.loc[table["split"] == split, "patch"])
     }
     sizes = {split: int((table["split"] == split).sum()) for split in SPLITS}
     with atomic_outputs(Path(outdir)) as (tmp,):
@@ -60,7 +58,9 @@ def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outd
         filled = _fill(archive, slot, arrays, threads)
         missing = sorted(set(slot) - filled)
         if missing:
-            raise ValueError(f"{archive}: {len(missing)} labelled patch(es) not found in the archive, e.g. {missing[0]}")
+            raise ValueError(
+                f"{archive}: {len(missing)} labelled patch(es) not found in the archive, e.g. {missing[0]}"
+            )
         for split_arrays in arrays.values():
             for array in split_arrays.values():
                 array.flush()
@@ -107,9 +107,10 @@ def _fill(
         filled.add(patch.name)
         progress.update()
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, tqdm(
-        total=len(slot), desc="encode", unit=" patches", mininterval=2
-    ) as progress:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, threads)) as pool,
+        tqdm(total=len(slot), desc="encode", unit=" patches", mininterval=2) as progress,
+    ):
         for patch in iter_patches(archive, read_bands=True, wanted=set(slot)):
             if patch.name not in slot:
                 continue

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def predict_scores(model: KBranchCNN, encoded: Path, split: str, device: torch.device, batch_size: int = 256) -> np.ndarray:
+def predict_scores(
+    model: KBranchCNN, encoded: Path, split: str, device: torch.device, batch_size: int = 256
+) -> np.ndarray:
     """Raw scores (N, C) of ``model`` on one split, in the encoded row order."""
     data = EncodedSplit(encoded, split)
     normalizer = BandNormalizer(read_band_statistics(Path(encoded) / "band_statistics.csv")).to(device)
@@ -37,7 +39,7 @@ def predict_scores(model: KBranchCNN, encoded: Path, split: str, device: torch.d
 
 def evaluate_scores(
     loss_name: str, loss_params: dict, test_scores: np.ndarray, test_labels: np.ndarray, thresholds: np.ndarray
-) -> tuple[dict, dict, "object", "object"]:
+) -> tuple[dict, dict, object, object]:
     """Metrics of the loss's own rule and of calibrated thresholds, plus both per-class tables."""
     loss = build_loss(loss_name, class_frequencies=np.ones(test_labels.shape[1]), **loss_params)
     scores = torch.from_numpy(test_scores)
@@ -47,7 +49,9 @@ def evaluate_scores(
     return own.compute(), calibrated.compute(), own.per_class(classes()), calibrated.per_class(classes())
 
 
-def evaluate(model_path: Path, val_scores: Path, encoded: Path, outdir: Path, threads: int = 1, device: str = "auto") -> dict:
+def evaluate(
+    model_path: Path, val_scores: Path, encoded: Path, outdir: Path, threads: int = 1, device: str = "auto"
+) -> dict:
     """Write ``metrics.json``, ``per_class.csv`` and ``test_scores.npy`` for one trained model."""
     torch.set_num_threads(max(1, threads))
     target = choose_device(device)

@@ -7,8 +7,9 @@ The composite maps rules by layer name, because the K-Branch CNN has three input
 * every other convolution: ZPlus; every fully connected layer: Epsilon (ε = 1e-6).
 
 BatchNorm is merged into the preceding layers first (zennit's ``SequentialMergeBatchNorm``, with the
-left-over ``eps`` zeroed), with the model in ``eval()``. With the composite's hooks in place, ``torch.autograd.grad`` of the raw class score s_c
-(seeded with s_c itself) with respect to the three branch inputs returns their relevance directly.
+left-over ``eps`` zeroed), with the model in ``eval()``. With the composite's hooks in place,
+``torch.autograd.grad`` of the raw class score s_c (seeded with s_c itself) with respect to the three branch
+inputs returns their relevance directly.
 """
 
 from __future__ import annotations
@@ -121,10 +122,11 @@ def all_band_heatmap(parts: list[Tensor]) -> np.ndarray:
     return total
 
 
-def choose_examples(requested: list[dict], split: EncodedSplit, patches: list[str], masks: dict | None) -> list[Example]:
+def choose_examples(
+    requested: list[dict], split: EncodedSplit, patches: list[str], masks: dict | None
+) -> list[Example]:
     """The configured examples; without a patch, the first test patch (by name) carrying the class and a rarer one."""
     labels = split.labels.astype(bool)
-    frequency = labels.sum(0)
     examples = []
     for item in requested:
         name = item["class"]
@@ -140,14 +142,16 @@ def choose_examples(requested: list[dict], split: EncodedSplit, patches: list[st
         if not candidates:
             raise ValueError(f"explain: no test patch carries {name!r}")
 
-        def preference(i: int) -> tuple:
-            rarer = bool((labels[i] & (frequency < frequency[c])).any())
-            share = class_region(masks[patches[i]], name).mean() if masks else 0.5
-            return (not rarer, not 0.15 <= share <= 0.85)
-
-        best = min(candidates, key=preference)
+        best = min(candidates, key=lambda i, c=c, name=name: _preference(i, c, name, labels, patches, masks))
         examples.append(Example(int(best), patches[best], name))
     return examples
+
+
+def _preference(i: int, c: int, name: str, labels: np.ndarray, patches: list[str], masks: dict | None) -> tuple:
+    """Sort key of candidate patches: one that also carries a rarer class, and (demo) a mid-sized region."""
+    rarer = bool((labels[i] & (labels.sum(0) < labels.sum(0)[c])).any())
+    share = class_region(masks[patches[i]], name).mean() if masks else 0.5
+    return (not rarer, not 0.15 <= share <= 0.85)
 
 
 def check_examples(split: EncodedSplit, patches: list[str], n: int = CHECK_PATCHES) -> list[Example]:
@@ -200,7 +204,8 @@ def heatmap_figure(
             axes[r, col].set_title(loss_info(loss).abbreviation, fontsize=9)
             predicted = predictions[loss][r]
             axes[r, col].set_xlabel(
-                "pred: " + (", ".join(_short(p, 12) for p in predicted[:3]) + ("…" if len(predicted) > 3 else "") or "none"),
+                "pred: "
+                + (", ".join(_short(p, 12) for p in predicted[:3]) + ("…" if len(predicted) > 3 else "") or "none"),
                 fontsize=5.5,
             )
     for axis in axes.flat:
@@ -216,7 +221,9 @@ def trained_models(results: Path) -> dict[str, Path]:
     """The lowest seed's model of every trained loss, in the paper's order."""
     found = {}
     for loss in LOSS_IDS:
-        candidates = sorted((Path(results) / "models" / loss).glob("seed*/model.pt"), key=lambda p: int(p.parent.name[4:]))
+        candidates = sorted(
+            (Path(results) / "models" / loss).glob("seed*/model.pt"), key=lambda p: int(p.parent.name[4:])
+        )
         if candidates:
             found[loss] = candidates[0]
     if not found:
@@ -224,7 +231,9 @@ def trained_models(results: Path) -> dict[str, Path]:
     return found
 
 
-def explain(results: Path, encoded: Path, requested: list[dict], out: Path, masks: Path | None = None, threads: int = 1):
+def explain(
+    results: Path, encoded: Path, requested: list[dict], out: Path, masks: Path | None = None, threads: int = 1
+):
     """Write Fig. 1, the relevance arrays, the conservation table and (with masks) ``lrp_scores.csv``."""
     torch.set_num_threads(max(1, threads))
     results, out = Path(results), Path(out)
@@ -247,12 +256,17 @@ def explain(results: Path, encoded: Path, requested: list[dict], out: Path, mask
         heat = rgb_heatmap(parts[0])
         whole = all_band_heatmap(parts)
         heatmaps[loss] = heat[: len(figure_examples)]
-        arrays |= {f"{loss}_rgb": heat, **{f"{loss}_{g.name}": p.numpy() for g, p in zip(BAND_GROUPS, parts, strict=True)}}
+        arrays |= {
+            f"{loss}_rgb": heat,
+            **{f"{loss}_{g.name}": p.numpy() for g, p in zip(BAND_GROUPS, parts, strict=True)},
+        }
         with torch.no_grad():
             logits = model(*inputs)
         rule = build_loss(loss, class_frequencies=np.ones(len(classes())), **config.loss_params)
         predicted = rule.predict(logits)
-        predictions[loss] = [[classes()[c] for c in np.flatnonzero(p)] for p in predicted[: len(figure_examples)].numpy()]
+        predictions[loss] = [
+            [classes()[c] for c in np.flatnonzero(p)] for p in predicted[: len(figure_examples)].numpy()
+        ]
         totals = sum(p.sum(dim=(1, 2, 3)) for p in parts)
         for index, (example, score, total) in enumerate(zip(examples, scores.tolist(), totals.tolist(), strict=True)):
             conservation.append({"loss": loss_info(loss).abbreviation, "patch": example.patch,
@@ -261,9 +275,11 @@ def explain(results: Path, encoded: Path, requested: list[dict], out: Path, mask
             if region_maps is not None:
                 region = class_region(region_maps[example.patch], example.class_name)
                 rgb = region_scores(heat[index], region)
-                scores_rows.append({"loss": loss_info(loss).abbreviation, "patch": example.patch,
-                                    "class": example.class_name, "score": score, **region_scores(whole[index], region),
-                                    "relevance_mass_rgb": rgb["relevance_mass"], "pointing_hit_rgb": rgb["pointing_hit"]})  # fmt: skip
+                scores_rows.append(
+                    {"loss": loss_info(loss).abbreviation, "patch": example.patch, "class": example.class_name,
+                     "score": score, **region_scores(whole[index], region),
+                     "relevance_mass_rgb": rgb["relevance_mass"], "pointing_hit_rgb": rgb["pointing_hit"]}
+                )  # fmt: skip
     labels = split.labels[rows[: len(figure_examples)]].astype(bool)
     true_labels = [[classes()[c] for c in np.flatnonzero(row)] for row in labels]
     images = [true_colour(batch["10m"][i].numpy()) for i in range(len(figure_examples))]
@@ -273,7 +289,10 @@ def explain(results: Path, encoded: Path, requested: list[dict], out: Path, mask
                out / "tables/lrp_scores.csv", out / "explain/conservation.csv")  # fmt: skip
     with atomic_outputs(*outputs) as (png, pdf, npz, scores_csv, conservation_csv):
         save(figure, png, pdf)
-        meta = [{"patch": e.patch, "class": e.class_name, "in_figure": i < len(figure_examples)} for i, e in enumerate(examples)]
+        meta = [
+            {"patch": e.patch, "class": e.class_name, "in_figure": i < len(figure_examples)}
+            for i, e in enumerate(examples)
+        ]
         np.savez_compressed(npz, examples=np.array(json.dumps(meta)), **arrays)
         scores_frame.to_csv(scores_csv, index=False)
         pd.DataFrame(conservation).to_csv(conservation_csv, index=False)

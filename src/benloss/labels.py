@@ -41,7 +41,9 @@ def build_label_table(archive: Path, lists: Mapping[str, Path]) -> tuple[pd.Data
         elif patch.name not in split_of:
             dropped["not_in_split_lists"] += 1
         else:
-            rows.append({"patch": patch.name, "split": split_of[patch.name], "labels": new, "original_labels": original})
+            rows.append(
+                {"patch": patch.name, "split": split_of[patch.name], "labels": new, "original_labels": original}
+            )
     missing = Counter(split for name, split in split_of.items() if name not in seen)
     if missing:
         log.warning("split lists name %d patch(es) absent from the archive: %s", missing.total(), dict(missing))
@@ -72,9 +74,11 @@ def run_labels(archive: Path, lists: Mapping[str, Path], outdir: Path) -> dict:
     """Write ``patches.parquet``, ``class_counts.csv`` and ``summary.json`` into ``outdir``."""
     table, summary = build_label_table(Path(archive), lists)
     outdir = Path(outdir)
-    with atomic_outputs(
-        outdir / "patches.parquet", outdir / "class_counts.csv", outdir / "summary.json"
-    ) as (parquet, counts, summary_path):
+    with atomic_outputs(outdir / "patches.parquet", outdir / "class_counts.csv", outdir / "summary.json") as (
+        parquet,
+        counts,
+        summary_path,
+    ):
         stored = table.assign(split=table["split"].astype(str))
         stored.to_parquet(parquet, index=False)
         class_counts(table).to_csv(counts)

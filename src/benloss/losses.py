@@ -211,7 +211,9 @@ def _loss_class(name: str) -> type[MultiLabelLoss]:
         raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSS_IDS)}") from None
 
 
-def build_loss(name: str, class_frequencies: Tensor | np.ndarray | list[float] | None = None, **params) -> MultiLabelLoss:
+def build_loss(
+    name: str, class_frequencies: Tensor | np.ndarray | list[float] | None = None, **params
+) -> MultiLabelLoss:
     """Build a loss by id; W-CEL needs the training split's per-class counts."""
     cls = _loss_class(name)
     if cls is WeightedCrossEntropy:

@@ -54,7 +54,7 @@ class MultiLabelMetrics:
     def update(
         self, predictions: np.ndarray | Tensor, targets: np.ndarray | Tensor, scores: np.ndarray | Tensor | None = None
     ) -> None:
-        """Add a batch: boolean predictions and multi-hot targets (N, C), raw scores (N, C) if ranking metrics are wanted."""
+        """Add a batch: boolean predictions and multi-hot targets (N, C); raw scores (N, C) for ranking metrics."""
         pred = _numpy(predictions).astype(bool)
         true = _numpy(targets).astype(bool)
         if pred.shape != true.shape or pred.ndim != 2 or pred.shape[1] != self.n_classes:

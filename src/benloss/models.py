@@ -91,7 +91,9 @@ class KBranchCNN(nn.Module):
             branch = _branch(BRANCH_SPECS[group.name], len(group.bands), group.size, width)
             self.add_module(f"branch_{group.name}", branch)
         self.fusion = nn.Sequential(
-            OrderedDict([*fc_block(len(BAND_GROUPS) * width, width), ("drop1", nn.Dropout(0.25)), ("drop2", nn.Dropout(0.5))])
+            OrderedDict(
+                [*fc_block(len(BAND_GROUPS) * width, width), ("drop1", nn.Dropout(0.25)), ("drop2", nn.Dropout(0.5))]
+            )
         )
         self.classifier = nn.Linear(width, n_classes)
         self.reset_parameters()

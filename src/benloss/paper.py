@@ -7,8 +7,8 @@ import pandas as pd
 from benloss.losses import LOSS_IDS
 
 CITATION = (
-    "H. Yessou, G. Sumbul and B. Demir, \"A Comparative Study of Deep Learning Loss Functions for Multi-Label "
-    "Remote Sensing Image Classification\", IGARSS 2020, arXiv:2009.13935"
+    'H. Yessou, G. Sumbul and B. Demir, "A Comparative Study of Deep Learning Loss Functions for Multi-Label '
+    'Remote Sensing Image Classification", IGARSS 2020, arXiv:2009.13935'
 )
 #: Table 1 of the paper: sample-averaged precision, recall and F1 in % on the BigEarthNet-19 test split.
 TABLE1: dict[str, tuple[float, float, float]] = {
@@ -28,6 +28,4 @@ WIDTH = 1024
 
 def table1_frame() -> pd.DataFrame:
     """Table 1 of the paper: rows P, R, F1, one column per loss (ids) in the paper's order."""
-    return pd.DataFrame(
-        {loss: TABLE1[loss] for loss in LOSS_IDS}, index=pd.Index(["P", "R", "F1"], name="metric")
-    )
+    return pd.DataFrame({loss: TABLE1[loss] for loss in LOSS_IDS}, index=pd.Index(["P", "R", "F1"], name="metric"))

@@ -6,9 +6,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from benloss.losses import LOSS_IDS  # noqa: E402
+from benloss.losses import LOSS_IDS
 
 # Okabe-Ito colours (colour-blind safe) plus black.
 _COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")

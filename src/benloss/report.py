@@ -42,7 +42,9 @@ def md5(path: Path, chunk: int = 1 << 20) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        )
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
                                cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
@@ -112,8 +114,12 @@ def context(results: Path, config_path: Path) -> dict:
     baselines = [json.loads(p.read_text()) for p in sorted((results / "models").glob("*/seed*/baseline.json"))]
     lrp_summary = (
         lrp.groupby("loss", sort=False)
-        .agg(relevance_mass=("relevance_mass", "mean"), region_share=("region_share", "mean"),
-             pointing=("pointing_hit", "mean"), examples=("patch", "size"))  # fmt: skip
+        .agg(
+            relevance_mass=("relevance_mass", "mean"),
+            region_share=("region_share", "mean"),
+            pointing=("pointing_hit", "mean"),
+            examples=("patch", "size"),
+        )
         .reset_index()
         .to_dict("records")
         if len(lrp)
@@ -142,7 +148,10 @@ def context(results: Path, config_path: Path) -> dict:
             ],
         },
         "lrp_summary": lrp_summary,
-        "conservation": conservation.groupby("loss", sort=False)["ratio"].agg(["median", "min", "max"]).reset_index().to_dict("records"),
+        "conservation": conservation.groupby("loss", sort=False)["ratio"]
+        .agg(["median", "min", "max"])
+        .reset_index()
+        .to_dict("records"),
         "guidelines": guidelines(table2, table1_long),
         "guideline_rules": [(column, "higher" if higher else "lower", meaning) for _, column, higher, meaning in RULES],
         "paper_best": loss_info(paper_best()).abbreviation,
@@ -165,8 +174,12 @@ def context(results: Path, config_path: Path) -> dict:
 
 def render(results: Path, config_path: Path) -> str:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
-    environment.filters["pct"] = lambda v: "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.1f}"
-    environment.filters["num"] = lambda v, d=1: "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{d}f}"
+    environment.filters["pct"] = lambda v: (
+        "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.1f}"
+    )
+    environment.filters["num"] = lambda v, d=1: (
+        "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{d}f}"
+    )
     return environment.get_template("report.html.j2").render(**context(results, config_path))
 
 

@@ -25,7 +25,9 @@ def _runs(root: Path, filename: str) -> list[tuple[str, int, Path]]:
 
 def histories(results: Path) -> pd.DataFrame:
     """All ``history.csv`` rows with ``loss`` and ``seed`` columns."""
-    frames = [pd.read_csv(path).assign(loss=loss, seed=seed) for loss, seed, path in _runs(results / "models", "history.csv")]
+    frames = [
+        pd.read_csv(path).assign(loss=loss, seed=seed) for loss, seed, path in _runs(results / "models", "history.csv")
+    ]
     if not frames:
         raise FileNotFoundError(f"no history.csv under {results / 'models'}")
     return pd.concat(frames, ignore_index=True)

@@ -81,10 +81,7 @@ def signatures() -> np.ndarray:
     rng = np.random.default_rng(20200926)
     class_index = {name: i for i, name in enumerate(classes())}
     per_class = np.array(
-        [
-            np.array(_ARCHETYPES[archetype]) * rng.uniform(0.4, 1.6, size=12)
-            for archetype in _CLASS_ARCHETYPE
-        ]
+        [np.array(_ARCHETYPES[archetype]) * rng.uniform(0.4, 1.6, size=12) for archetype in _CLASS_ARCHETYPE]
     )
     encoded = [_OFFICIAL_BAND_ORDER.index(b) for b in BANDS]
     result = []
@@ -131,7 +128,9 @@ def render_patch(rng: np.random.Generator, region_labels: np.ndarray, spectra: n
 
 def patch_name(rng: np.random.Generator, index: int) -> tuple[str, datetime]:
     """A BigEarthNet-style name; some hours lose their leading zero, as in the real archive."""
-    when = datetime(2017, 6, 1) + timedelta(days=int(rng.integers(0, 365)), seconds=int(rng.integers(8 * 3600, 12 * 3600)))
+    when = datetime(2017, 6, 1) + timedelta(
+        days=int(rng.integers(0, 365)), seconds=int(rng.integers(8 * 3600, 12 * 3600))
+    )
     clock = f"{when.hour}{when:%M%S}" if when.hour < 10 and rng.random() < 0.5 else f"{when:%H%M%S}"
     satellite = "S2A" if rng.random() < 0.5 else "S2B"
     return f"{satellite}_MSIL2A_{when:%Y%m%d}T{clock}_{index // 100}_{index % 100}", when
@@ -231,9 +230,9 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
         np.savez_compressed(tmp / "masks.npz", **masks)
         mean = sums / np.maximum(pixels, 1)
         std = np.sqrt(np.maximum(squares / np.maximum(pixels, 1) - mean**2, 1.0))
-        BandStatistics(dict(zip(BANDS, mean.tolist())), dict(zip(BANDS, std.tolist()))).write_csv(
-            tmp / "band_statistics.csv"
-        )
+        BandStatistics(
+            dict(zip(BANDS, mean.tolist(), strict=False)), dict(zip(BANDS, std.tolist(), strict=False))
+        ).write_csv(tmp / "band_statistics.csv")
         files = {"train": "train", "val": "val", "test": "test", "snow": "patches_with_seasonal_snow",
                  "cloud": "patches_with_cloud_and_shadow"}  # fmt: skip
         for key, stem in files.items():
@@ -257,7 +256,8 @@ def _write_patch(
         "labels": [original_labels()[i] for i in label_ids],
         "coordinates": {"ulx": ulx, "uly": uly, "lrx": ulx + PATCH_SIZE_M, "lry": uly - PATCH_SIZE_M},
         "projection": _wkt(epsg),
-        "tile_source": f"{name[:3]}_MSIL1C_{when:%Y%m%dT%H%M%S}_N0205_R022_T{epsg - 32600}UNA_{when:%Y%m%dT%H%M%S}.SAFE",
+        "tile_source": f"{name[:3]}_MSIL1C_{when:%Y%m%dT%H%M%S}_N0205_R022_T{epsg - 32600}UNA_{when:%Y%m%dT%H%M%S}"
+        ".SAFE",
         "acquisition_date": f"{when:%Y-%m-%d %H:%M:%S}",
     }
     _add(tar, f"{folder}/{name}_labels_metadata.json", json.dumps(metadata).encode(), mtime)

@@ -91,7 +91,9 @@ TABLE2_CRITERIA: tuple[tuple[str, bool, str], ...] = (
 )
 
 
-def table2(metrics: pd.DataFrame, history: pd.DataFrame, per_class_frame: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+def table2(
+    metrics: pd.DataFrame, history: pd.DataFrame, per_class_frame: pd.DataFrame, counts: pd.DataFrame
+) -> pd.DataFrame:
     """Measured numbers and H/M/L marks per loss (rows, paper's order); convexity/differentiability from metadata."""
     train_counts = counts.set_index("class")["train"].loc[list(classes())]
     rare = list(train_counts.sort_values(kind="stable").index[: len(classes()) // 3])
@@ -151,7 +153,15 @@ def write_tables(results: Path, class_counts: Path, outdir: Path, demo: bool = F
     per_class_table = per_class_f1(per_class_frame)
     table2_frame = table2(metrics, history, per_class_frame, counts)
     label = "DEMO on synthetic data, not BigEarthNet: " if demo else ""
-    outputs = ("table1.csv", "table1.md", "table1.tex", "table1_paper.csv", "table2.csv", "table2.md", "per_class_f1.csv")
+    outputs = (
+        "table1.csv",
+        "table1.md",
+        "table1.tex",
+        "table1_paper.csv",
+        "table2.csv",
+        "table2.md",
+        "per_class_f1.csv",
+    )
     with atomic_outputs(*(outdir / name for name in outputs)) as paths:
         t1_csv, t1_md, t1_tex, t1_paper, t2_csv, t2_md, pc_csv = paths
         long.to_csv(t1_csv, index=False)

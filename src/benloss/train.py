@@ -258,7 +258,8 @@ class Trainer:
                 }
                 self.history.append(row)
                 log.info(
-                    "epoch %d: train loss %.4f, val loss %.4f, val micro-F1 %.4f, %.1f s train (%.1f img/s), %.1f s val",
+                    "epoch %d: train loss %.4f, val loss %.4f, val micro-F1 %.4f, "
+                    "%.1f s train (%.1f img/s), %.1f s val",
                     epoch, train_loss, val_loss, row["f1_micro"], row["train_seconds"], row["images_per_second"],
                     row["val_seconds"],
                 )  # fmt: skip

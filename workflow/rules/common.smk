@@ -1,10 +1,10 @@
 import json
+import os
 import sys
 
 import yaml
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
-
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -21,11 +21,14 @@ DEMO_LIST_FILES = {
     "snow": "patches_with_seasonal_snow.csv",
     "cloud": "patches_with_cloud_and_shadow.csv",
 }
-# The package runs from this checkout: with --use-conda in each rule's environment, otherwise with the
-# Python that runs Snakemake (the project's venv), whatever PATH says.
+# Rules call `benloss <step>`: the package of this checkout, run with --use-conda by each rule's
+# environment, otherwise by the Python that runs Snakemake (the project's venv), whatever PATH says.
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PYTHON = "python" if USE_CONDA else sys.executable
-BENLOSS = f"PYTHONPATH={workflow.basedir}/src {PYTHON} -m benloss"
+shell.prefix(
+    f'set -euo pipefail; benloss() {{ PYTHONPATH={workflow.basedir}/src {PYTHON} -m benloss "$@"; }}; '
+)
+
 
 wildcard_constraints:
     loss="|".join(LOSSES),
@@ -59,6 +62,11 @@ def list_arguments(wildcards, input):
     return " ".join(f"--{name} {input[name]}" for name in LIST_NAMES)
 
 
+def output_folder(wildcards, output):
+    """The folder of a rule's first output, for steps that write several files there."""
+    return os.path.dirname(output[0])
+
+
 def model_dir(loss="{loss}", seed="{seed}"):
     return f"{RESULTS}/models/{loss}/seed{seed}"
 
@@ -76,7 +84,7 @@ def train_flags(wildcards):
 def loss_params(wildcards):
     """The loss's parameters as a shell-quoted JSON object."""
     params = config["loss_params"].get(wildcards.loss, {})
-    return "'" + json.dumps(params) + "'"
+    return f"'{json.dumps(params)}'"
 
 
 def gpu_resources():
@@ -89,15 +97,19 @@ def slurm_extra():
 
 
 def all_models(name):
-    return expand(f"{RESULTS}/models/{{loss}}/seed{{seed}}/{name}", loss=LOSSES, seed=SEEDS)
+    return expand(
+        f"{RESULTS}/models/{{loss}}/seed{{seed}}/{name}", loss=LOSSES, seed=SEEDS
+    )
 
 
 def all_evaluations(name):
-    return expand(f"{RESULTS}/eval/{{loss}}/seed{{seed}}/{name}", loss=LOSSES, seed=SEEDS)
+    return expand(
+        f"{RESULTS}/eval/{{loss}}/seed{{seed}}/{name}", loss=LOSSES, seed=SEEDS
+    )
 
 
 def explain_examples():
-    return "'" + json.dumps(config["explain"]["examples"]) + "'"
+    return f"'{json.dumps(config['explain']['examples'])}'"
 
 
 def demo_masks_argument(wildcards, input):

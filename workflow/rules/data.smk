@@ -6,14 +6,14 @@ rule synth:
         lists=[f"{RESULTS}/demo_archive/lists/{f}" for f in DEMO_LIST_FILES.values()],
     log:
         f"{RESULTS}/logs/synth.log",
-    params:
-        outdir=f"{RESULTS}/demo_archive",
-        patches=config["data"]["demo"]["patches"],
-        seed=config["data"]["demo"]["seed"],
     conda:
         "../../envs/data.yaml"
+    params:
+        outdir=output_folder,
+        patches=config["data"]["demo"]["patches"],
+        seed=config["data"]["demo"]["seed"],
     shell:
-        "{BENLOSS} synth --out {params.outdir} --patches {params.patches} --seed {params.seed} > {log} 2>&1"
+        "benloss synth --out {params.outdir} --patches {params.patches} --seed {params.seed} > {log} 2>&1"
 
 
 rule download:
@@ -21,21 +21,21 @@ rule download:
         config["data"]["download"]["path"],
     log:
         f"{RESULTS}/logs/download.log",
+    conda:
+        "../../envs/data.yaml"
     params:
         url=config["data"]["download"]["url"],
         md5=config["data"]["download"]["md5"],
         retries=config["data"]["download"]["retries"],
-    conda:
-        "../../envs/data.yaml"
     shell:
-        "{BENLOSS} download --url {params.url} --md5 {params.md5} --retries {params.retries}"
+        "benloss download --url {params.url} --md5 {params.md5} --retries {params.retries}"
         " --out {output} > {log} 2>&1"
 
 
 rule labels:
     input:
-        archive=archive_path(),
         **list_paths(),
+        archive=archive_path(),
     output:
         table=f"{RESULTS}/labels/patches.parquet",
         counts=report(
@@ -46,13 +46,13 @@ rule labels:
         summary=f"{RESULTS}/labels/summary.json",
     log:
         f"{RESULTS}/logs/labels.log",
-    params:
-        lists=list_arguments,
-        outdir=f"{RESULTS}/labels",
     conda:
         "../../envs/data.yaml"
+    params:
+        lists=list_arguments,
+        outdir=output_folder,
     shell:
-        "{BENLOSS} labels --archive {input.archive} {params.lists} --out {params.outdir} > {log} 2>&1"
+        "benloss labels --archive {input.archive} {params.lists} --out {params.outdir} > {log} 2>&1"
 
 
 rule encode:
@@ -64,9 +64,9 @@ rule encode:
         directory(f"{RESULTS}/encoded"),
     log:
         f"{RESULTS}/logs/encode.log",
-    threads: workflow.cores
     conda:
         "../../envs/data.yaml"
+    threads: workflow.cores
     shell:
-        "{BENLOSS} encode --archive {input.archive} --labels {input.table}"
+        "benloss encode --archive {input.archive} --labels {input.table}"
         " --band-statistics {input.statistics} --out {output} --threads {threads} > {log} 2>&1"

@@ -9,14 +9,14 @@ rule evaluate:
         test_scores=f"{RESULTS}/eval/{{loss}}/seed{{seed}}/test_scores.npy",
     log:
         f"{RESULTS}/logs/evaluate/{{loss}}_seed{{seed}}.log",
-    params:
-        outdir=f"{RESULTS}/eval/{{loss}}/seed{{seed}}",
-        device=config["training"]["device"],
-    threads: config["training"]["threads"]
     conda:
         "../../envs/torch.yaml"
+    threads: config["training"]["threads"]
+    params:
+        outdir=output_folder,
+        device=config["training"]["device"],
     shell:
-        "{BENLOSS} evaluate --model {input.model} --val-scores {input.val_scores} --encoded {input.encoded}"
+        "benloss evaluate --model {input.model} --val-scores {input.val_scores} --encoded {input.encoded}"
         " --out {params.outdir} --threads {threads} --device {params.device} > {log} 2>&1"
 
 
@@ -51,12 +51,14 @@ rule tables:
         ),
     log:
         f"{RESULTS}/logs/tables.log",
-    params:
-        demo="--demo" if DEMO else "",
     conda:
         "../../envs/report.yaml"
+    params:
+        results=RESULTS,
+        outdir=output_folder,
+        demo="--demo" if DEMO else "",
     shell:
-        "{BENLOSS} tables --results {RESULTS} --class-counts {input.counts} --out {RESULTS}/tables"
+        "benloss tables --results {params.results} --class-counts {input.counts} --out {params.outdir}"
         " {params.demo} > {log} 2>&1"
 
 
@@ -80,5 +82,9 @@ rule figures:
         f"{RESULTS}/logs/figures.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        results=RESULTS,
+        outdir=output_folder,
     shell:
-        "{BENLOSS} figures --results {RESULTS} --class-counts {input.counts} --out {RESULTS}/figures > {log} 2>&1"
+        "benloss figures --results {params.results} --class-counts {input.counts} --out {params.outdir}"
+        " > {log} 2>&1"

@@ -17,15 +17,16 @@ rule explain:
         conservation=f"{RESULTS}/explain/conservation.csv",
     log:
         f"{RESULTS}/logs/explain.log",
-    params:
-        examples=explain_examples(),
-        masks=demo_masks_argument,
+    conda:
+        "../../envs/torch.yaml"
     threads: config["training"]["threads"]
     resources:
         gpu=gpu_resources(),
         slurm_extra=slurm_extra(),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        results=RESULTS,
+        examples=explain_examples(),
+        masks=demo_masks_argument,
     shell:
-        "{BENLOSS} explain --results {RESULTS} --encoded {input.encoded} --examples {params.examples}"
-        " {params.masks} --out {RESULTS} --threads {threads} > {log} 2>&1"
+        "benloss explain --results {params.results} --encoded {input.encoded} --examples {params.examples}"
+        " {params.masks} --out {params.results} --threads {threads} > {log} 2>&1"

@@ -26,5 +26,7 @@ rule report:
         f"{RESULTS}/logs/report.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        results=RESULTS,
     shell:
-        "{BENLOSS} report --results {RESULTS} --config {input.config} --out {output} > {log} 2>&1"
+        "benloss report --results {params.results} --config {input.config} --out {output} > {log} 2>&1"

@@ -10,8 +10,17 @@ rule train:
         info=f"{model_dir()}/run.json",
     log:
         f"{RESULTS}/logs/train/{{loss}}_seed{{seed}}.log",
+    retries: config["training"]["retries"]
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=gpu_resources(),
+        mem_mb=config["training"]["mem_mb"],
+        runtime=config["training"]["runtime"],
+        slurm_extra=slurm_extra(),
     params:
-        outdir=model_dir(),
+        outdir=output_folder,
         width=config["model"]["width"],
         epochs=config["training"]["epochs"],
         batch_size=config["training"]["batch_size"],
@@ -20,17 +29,8 @@ rule train:
         workers=config["training"]["workers"],
         loss_params=loss_params,
         flags=train_flags,
-    threads: config["training"]["threads"]
-    resources:
-        gpu=gpu_resources(),
-        mem_mb=config["training"]["mem_mb"],
-        runtime=config["training"]["runtime"],
-        slurm_extra=slurm_extra(),
-    retries: config["training"]["retries"]
-    conda:
-        "../../envs/torch.yaml"
     shell:
-        "{BENLOSS} train --encoded {input.encoded} --class-counts {input.counts} --out {params.outdir}"
+        "benloss train --encoded {input.encoded} --class-counts {input.counts} --out {params.outdir}"
         " --loss {wildcards.loss} --seed {wildcards.seed} --width {params.width} --epochs {params.epochs}"
         " --batch-size {params.batch_size} --lr {params.lr} --loss-params {params.loss_params}"
         " --device {params.device} --threads {threads} --workers {params.workers} {params.flags} > {log} 2>&1"

@@ -1,0 +1,113 @@
+"""The workflow end to end on the tiny config, its configuration checks and the paper's plan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TINY = ROOT / ".test" / "config" / "config.yaml"
+TINY_RESULTS = ROOT / "results" / "tiny"
+
+
+def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_run() -> Path:
+    """The whole study on the tiny config (demo archive of 60 patches, two epochs), from scratch."""
+    shutil.rmtree(TINY_RESULTS, ignore_errors=True)
+    result = snakemake("--cores", "2", "--configfile", str(TINY), "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return TINY_RESULTS
+
+
+def test_every_stage_produces_its_outputs(tiny_run):
+    for path in ("labels/patches.parquet", "labels/class_counts.csv", "labels/summary.json", "encoded/meta.json",
+                 "tables/table1.csv", "tables/table2.csv", "tables/lrp_scores.csv", "figures/f1_curves.pdf",
+                 "figures/lrp_heatmaps.png", "report.html"):  # fmt: skip
+        assert (tiny_run / path).exists(), path
+    for loss in ("cel", "fl", "wcel", "hal", "hl", "rl", "sml"):
+        history = pd.read_csv(tiny_run / "models" / loss / "seed0" / "history.csv")
+        assert list(history["epoch"]) == [1, 2]
+        assert json.loads((tiny_run / "eval" / loss / "seed0" / "metrics.json").read_text())["loss"] == loss
+
+
+def test_each_job_logs_what_it_did(tiny_run):
+    log = (tiny_run / "logs" / "train" / "cel_seed0.log").read_text()
+    assert "device cpu" in log and "parameters" in log and "epoch 2:" in log
+
+
+def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
+    html = (tiny_run / "report.html").read_text()
+    for anchor in ("setup", "table1", "fig2", "per-class", "table2", "fig1", "guidelines", "provenance"):
+        assert f'id="{anchor}"' in html, anchor
+    assert 'id="demo-banner"' in html
+    for abbreviation in ("CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"):
+        assert f"<th>{abbreviation}</th>" in html
+    table1 = pd.read_csv(tiny_run / "tables" / "table1.csv")
+    for value in table1.loc[table1["metric"] == "F1", "mean"]:
+        assert f"{value:.1f}" in html
+    assert 'src="http' not in html and html.count("data:image/png;base64,") == 3
+    summary = json.loads((tiny_run / "labels" / "summary.json").read_text())
+    assert f"{summary['kept']['train']} / {summary['kept']['val']} / {summary['kept']['test']}" in html
+
+
+def test_rerun_has_nothing_to_do(tiny_run):
+    result = snakemake("--cores", "1", "--configfile", str(TINY), "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_paper_config_shows_the_full_plan_without_any_file():
+    result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet.yaml"), "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    for rule, count in (("download", 1), ("labels", 1), ("encode", 1), ("train", 7), ("evaluate", 7),
+                        ("explain", 1), ("report", 1)):  # fmt: skip
+        assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
+
+
+def test_paper_config_has_the_papers_settings():
+    config = yaml.safe_load((ROOT / "config" / "bigearthnet.yaml").read_text())
+    assert config["training"]["lr"] == 1e-4 and config["training"]["epochs"] == 80
+    assert config["model"]["width"] == 1024
+    assert config["training"]["losses"] == ["cel", "fl", "wcel", "hal", "hl", "rl", "sml"]
+    assert config["data"]["download"]["md5"] == "5a64e9ce38deb036a435a7b59494924c"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"training": {"epochz": 3}}, "epochz"),
+        ({"model": {"width": "wide"}}, "wide"),
+        ({"data": {"source": "s3"}}, "s3"),
+    ],
+)
+def test_wrong_config_stops_with_a_message_naming_the_key(tmp_path, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(change))
+    result = snakemake("-n", "--configfile", str(path))
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", "--cores", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_encoded_arrays_are_what_training_read(tiny_run):
+    labels = np.load(tiny_run / "encoded" / "val_labels.npy")
+    scores = np.load(tiny_run / "models" / "cel" / "seed0" / "val_scores.npy")
+    assert scores.shape == labels.shape
