@@ -17,6 +17,14 @@ include: "workflow/rules/explain.smk"
 include: "workflow/rules/report.smk"
 
 
+localrules:
+    all,
+    run_config,
+    tables,
+    figures,
+    report,
+
+
 rule all:
     input:
         all_outputs(),

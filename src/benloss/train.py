@@ -234,8 +234,9 @@ class Trainer:
     def run(self) -> pd.DataFrame:
         self.outdir.mkdir(parents=True, exist_ok=True)
         log.info(
-            "loss %s, seed %d, device %s, %d parameters, width %d, train %d images, val %d images",
-            self.config.loss, self.config.seed, self.device, count_parameters(self.model), self.config.width,
+            "loss %s, seed %d, device %s (CUDA_VISIBLE_DEVICES=%s), %d parameters, width %d, train %d images, "
+            "val %d images", self.config.loss, self.config.seed, self.device,
+            os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), count_parameters(self.model), self.config.width,
             self.train_split.n_images, self.val_split.n_images,
         )  # fmt: skip
         self.try_resume()

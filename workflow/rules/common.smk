@@ -25,8 +25,9 @@ DEMO_LIST_FILES = {
 # environment, otherwise by the Python that runs Snakemake (the project's venv), whatever PATH says.
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PYTHON = "python" if USE_CONDA else sys.executable
+# (Snakemake formats the prefix too, hence the doubled braces of the shell function.)
 shell.prefix(
-    f'set -euo pipefail; benloss() {{ PYTHONPATH={workflow.basedir}/src {PYTHON} -m benloss "$@"; }}; '
+    f'set -euo pipefail; benloss() {{{{ PYTHONPATH={workflow.basedir}/src {PYTHON} -m benloss "$@"; }}}}; '
 )
 
 
@@ -91,9 +92,9 @@ def gpu_resources():
     return 1 if config["training"]["gpu"] else 0
 
 
-def slurm_extra():
-    model = config["training"]["gpu_model"]
-    return f"--gres=gpu:{model}:1" if config["training"]["gpu"] and model else ""
+def gpu_model():
+    """The GPU model SLURM should allocate, or "" for any."""
+    return (config["training"]["gpu"] and config["training"]["gpu_model"]) or ""
 
 
 def all_models(name):

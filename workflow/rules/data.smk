@@ -66,7 +66,7 @@ rule encode:
         f"{RESULTS}/logs/encode.log",
     conda:
         "../../envs/data.yaml"
-    threads: workflow.cores
+    threads: config["data"]["threads"]
     shell:
         "benloss encode --archive {input.archive} --labels {input.table}"
         " --band-statistics {input.statistics} --out {output} --threads {threads} > {log} 2>&1"

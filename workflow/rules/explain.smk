@@ -22,7 +22,7 @@ rule explain:
     threads: config["training"]["threads"]
     resources:
         gpu=gpu_resources(),
-        slurm_extra=slurm_extra(),
+        gpu_model=gpu_model(),
     params:
         results=RESULTS,
         examples=explain_examples(),

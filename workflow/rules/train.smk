@@ -18,7 +18,7 @@ rule train:
         gpu=gpu_resources(),
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
-        slurm_extra=slurm_extra(),
+        gpu_model=gpu_model(),
     params:
         outdir=output_folder,
         width=config["model"]["width"],
