@@ -62,8 +62,14 @@ class SlurmCluster:
         host = socket.gethostname().split(".")[0]
         memory = min(8000, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2)
         (self.root / "slurm.conf").write_text(
-            SLURM_CONF.format(host=host, root=self.root, cpus=os.cpu_count(), memory=memory,
-                              ctld_port=_free_port(), slurmd_port=_free_port())  # fmt: skip
+            SLURM_CONF.format(
+                host=host,
+                root=self.root,
+                cpus=os.cpu_count(),
+                memory=memory,
+                ctld_port=_free_port(),
+                slurmd_port=_free_port(),
+            )  # fmt: skip
         )
         (self.root / "gres.conf").write_text(GRES_CONF.format(host=host))
         self._srun_wrapper()

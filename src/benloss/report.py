@@ -74,7 +74,7 @@ def _run_records(results: Path) -> list[dict]:
     for loss in LOSS_IDS:
         for path in sorted((results / "models" / loss).glob("seed*/run.json")):
             record = json.loads(path.read_text())
-            records.append({"loss": loss_info(loss).abbreviation, "seed": record["config"]["seed"], **record})
+            records.append({**record, "loss": loss_info(loss).abbreviation, "seed": record["config"]["seed"]})
     return records
 
 
@@ -91,6 +91,17 @@ def _table1_comparison(results: Path, demo: bool) -> list[dict]:
                                  "difference": mine["mean"] - theirs})  # fmt: skip
         rows.append(row)
     return rows
+
+
+def _table1_more(long: pd.DataFrame) -> dict:
+    """Table 1's second block as rows of metrics and columns of losses."""
+    block = long[~long["metric"].isin(["P", "R", "F1"])]
+    losses = list(block["loss"].drop_duplicates())
+    rows = []
+    for metric, group in block.groupby("metric", sort=False):
+        cells = group.set_index("loss").loc[losses]
+        rows.append({"metric": metric, "cells": cells[["mean", "std"]].to_dict("records")})
+    return {"losses": losses, "rows": rows}
 
 
 def context(results: Path, config_path: Path) -> dict:
@@ -137,7 +148,7 @@ def context(results: Path, config_path: Path) -> dict:
         "runs": runs,
         "baseline": baselines[0] if baselines else None,
         "table1": _table1_comparison(results, demo),
-        "table1_blocks": table1_long[~table1_long["metric"].isin(["P", "R", "F1"])].to_dict("records"),
+        "table1_more": _table1_more(table1_long),
         "table2": table2.reset_index().to_dict("records"),
         "table2_criteria": TABLE2_CRITERIA,
         "per_class": {

@@ -1,0 +1,249 @@
+"""Speed of the data path and of training, against what users would otherwise run.
+
+    python benchmarks/run.py                 # default sizes, prints a table, writes benchmarks/out/results.csv
+    python benchmarks/run.py --quick         # tiny sizes (the smoke test)
+    python benchmarks/run.py --end-to-end    # also times the whole demo study with --cores 2
+
+Measures: (1) encoding a BigEarthNet-format .tar.gz into the encoded arrays with 1 and all cores, against
+reading the extracted patches one by one with rasterio; (2) random training batches per second from the
+encoded arrays, against per-item GeoTIFF reading with rasterio (as torchgeo's BigEarthNet dataset does) and an
+LMDB store of safetensors records (as the reBEN tooling does), same patches, batch size and workers;
+(3) forward+backward images per second at widths 128 and 1024, with the exact FLOP count per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benloss.bands import BAND_GROUPS
+from benloss.data import EncodedSplit, batch_plan
+from benloss.encode import encode_archive, read_patch_names
+from benloss.labels import run_labels
+from benloss.models import KBranchCNN
+from benloss.synth import SynthConfig, make_demo_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_IMAGES = 269_695
+VAL_IMAGES = 123_723
+
+
+def lists(folder: Path) -> dict[str, Path]:
+    names = {"train": "train", "val": "val", "test": "test", "snow": "patches_with_seasonal_snow",
+             "cloud": "patches_with_cloud_and_shadow"}  # fmt: skip
+    return {key: folder / "lists" / f"{name}.csv" for key, name in names.items()}
+
+
+def timed(function, *args, **kwargs) -> float:
+    start = time.perf_counter()
+    function(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def bench_encoding(work: Path, archive: Path, n_patches: int) -> list[dict]:
+    rows = []
+    for threads in sorted({1, os.cpu_count() or 1}):
+        out = work / f"encoded_{threads}"
+        seconds = timed(encode_archive, archive, work / "labels" / "patches.parquet", work / "archive" /
+                        "band_statistics.csv", out, threads=threads)  # fmt: skip
+        rows.append({"benchmark": "encode", "method": f"tar.gz -> encoded arrays, {threads} thread(s)",
+                     "value": n_patches / seconds, "unit": "patches/s"})  # fmt: skip
+    extracted = work / "extracted"
+    extract_seconds = timed(lambda: tarfile.open(archive).extractall(extracted, filter="data"))
+    names = [p.name for p in (extracted / "BigEarthNet-v1.0").iterdir()]
+    read_seconds = timed(lambda: [read_patch_rasterio(extracted / "BigEarthNet-v1.0", name) for name in names])
+    rows.append({"benchmark": "encode", "method": "extract, then rasterio patch by patch (1 thread)",
+                 "value": len(names) / (extract_seconds + read_seconds), "unit": "patches/s"})  # fmt: skip
+    return rows
+
+
+def read_patch_rasterio(root: Path, name: str) -> list[np.ndarray]:
+    """One patch the way per-file loaders read it: 12 GeoTIFF opens, one array per resolution group."""
+    import rasterio
+
+    groups = []
+    for group in BAND_GROUPS:
+        bands = []
+        for band in group.bands:
+            with rasterio.open(root / name / f"{name}_{band}.tif") as dataset:
+                bands.append(dataset.read(1))
+        groups.append(np.stack(bands))
+    return groups
+
+
+def build_lmdb(encoded: Path, path: Path) -> list[bytes]:
+    """An LMDB store with one safetensors record per patch (the reBEN layout)."""
+    import lmdb
+    from safetensors.numpy import save
+
+    split = EncodedSplit(encoded, "train")
+    keys = [name.encode() for name in read_patch_names(encoded, "train")]
+    environment = lmdb.open(str(path), map_size=2**32, subdir=True, lock=False)
+    with environment.begin(write=True) as transaction:
+        for row, key in enumerate(keys):
+            record = {g.name: np.ascontiguousarray(split.arrays[g.name][row]) for g in BAND_GROUPS}
+            transaction.put(key, save(record))
+    environment.close()
+    return keys
+
+
+def bench_loading(work: Path, encoded: Path, batch_size: int, batches: int) -> list[dict]:
+    import lmdb
+    from safetensors.numpy import load
+
+    split = EncodedSplit(encoded, "train")
+    plan = (batch_plan(split.n_images, batch_size, True, seed=0, epoch=1) * batches)[:batches]
+    names = read_patch_names(encoded, "train")
+    rows = []
+
+    def encoded_batches():
+        for indices in plan:
+            batch = split.gather(indices)
+            [batch[g.name].float() for g in BAND_GROUPS]
+
+    def rasterio_batches():
+        for indices in plan:
+            items = [read_patch_rasterio(work / "extracted" / "BigEarthNet-v1.0", names[i]) for i in indices]
+            [torch.from_numpy(np.stack([item[k] for item in items])).float() for k in range(len(BAND_GROUPS))]
+
+    keys = build_lmdb(encoded, work / "lmdb")
+    environment = lmdb.open(str(work / "lmdb"), readonly=True, lock=False, readahead=False)
+
+    def lmdb_batches():
+        with environment.begin() as transaction:
+            for indices in plan:
+                records = [load(transaction.get(keys[i])) for i in indices]
+                [torch.from_numpy(np.stack([r[g.name] for r in records])).float() for g in BAND_GROUPS]
+
+    for method, function in (("encoded arrays, one gather per batch", encoded_batches),
+                             ("rasterio, 12 GeoTIFFs per item", rasterio_batches),
+                             ("LMDB + safetensors, one record per item", lmdb_batches)):  # fmt: skip
+        function()  # warm the page cache, as in a real epoch after the first
+        seconds = timed(function)
+        rows.append({"benchmark": "load", "method": method, "value": batches * batch_size / seconds,
+                     "unit": "images/s"})  # fmt: skip
+    environment.close()
+    return rows
+
+
+def flops_per_image(width: int) -> float:
+    """Exact forward+backward FLOPs of one image (torch's FLOP counter, batch of 2 divided by 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = KBranchCNN(width).train()
+    inputs = [torch.randn(2, len(g.bands), g.size, g.size) for g in BAND_GROUPS]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(*inputs).sum().backward()
+    return counter.get_total_flops() / 2
+
+
+def bench_training(widths: list[int], batch_size: int, steps: int, device: str, amp: bool) -> list[dict]:
+    rows = []
+    for width in widths:
+        model = KBranchCNN(width).to(device).train()
+        optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+        inputs = [torch.randn(batch_size, len(g.bands), g.size, g.size, device=device) for g in BAND_GROUPS]
+        targets = (torch.rand(batch_size, 19, device=device) < 0.2).float()
+
+        def step():
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(model(*inputs).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        step()  # warm-up
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = timed(lambda: [step() for _ in range(steps)])
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        rate = steps * batch_size / seconds
+        flops = flops_per_image(width)
+        label = f"width {width}, batch {batch_size}, {device}{', bf16' if amp else ''}"
+        rows.append({"benchmark": "train", "method": label, "value": rate, "unit": "images/s"})
+        rows.append({"benchmark": "train", "method": f"{label}: FLOP per image (fwd+bwd)", "value": flops,
+                     "unit": "FLOP"})  # fmt: skip
+        epoch = (TRAIN_IMAGES + VAL_IMAGES / 3) / rate
+        rows.append({"benchmark": "train", "method": f"{label}: implied epoch on the real splits", "value": epoch,
+                     "unit": "s"})  # fmt: skip
+        rows.append({"benchmark": "train", "method": f"{label}: achieved", "value": rate * flops / 1e9,
+                     "unit": "GFLOP/s"})  # fmt: skip
+    return rows
+
+
+def bench_end_to_end(work: Path) -> list[dict]:
+    run = f"bench{os.getpid()}"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--config", f"run={run}", "--quiet"],
+                   cwd=ROOT, check=True)  # fmt: skip
+    seconds = time.perf_counter() - start
+    shutil.rmtree(ROOT / "results" / run, ignore_errors=True)
+    return [{"benchmark": "end-to-end", "method": "demo study, --cores 2", "value": seconds, "unit": "s"}]
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    load = {row["method"]: row["value"] for row in rows if row["benchmark"] == "load"}
+    ours = load["encoded arrays, one gather per batch"]
+    return [
+        {"benchmark": "ratio", "method": f"encoded arrays / {method}", "value": ours / value, "unit": "x"}
+        for method, value in load.items()
+        if not method.startswith("encoded")
+    ]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
+    parser.add_argument("--patches", type=int, default=300)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true", help="also train with bf16 autocast")
+    parser.add_argument("--end-to-end", action="store_true", help="also time the demo study")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "results.csv")
+    args = parser.parse_args(argv)
+    patches = 40 if args.quick else args.patches
+    widths, batch, steps = ([16], 8, 1) if args.quick else ([128, 1024], 256, 2)
+    torch.set_num_threads(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        make_demo_archive(work / "archive", SynthConfig(patches=patches, seed=0))
+        archive = work / "archive" / "BigEarthNet-demo.tar.gz"
+        run_labels(archive, lists(work / "archive"), work / "labels")
+        n_kept = sum(1 for _ in open(work / "archive" / "lists" / "train.csv"))
+        n_kept += sum(1 for _ in open(work / "archive" / "lists" / "val.csv"))
+        n_kept += sum(1 for _ in open(work / "archive" / "lists" / "test.csv"))
+        rows = bench_encoding(work, archive, n_kept)
+        rows += bench_loading(work, work / f"encoded_{os.cpu_count() or 1}", batch_size=8 if args.quick else 64,
+                              batches=2 if args.quick else 10)  # fmt: skip
+        rows += ratios(rows)
+        rows += bench_training(widths, batch, steps, args.device, amp=False)
+        if args.amp:
+            rows += bench_training(widths, batch, steps, args.device, amp=True)
+        if args.end_to_end:
+            rows += bench_end_to_end(work)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["benchmark", "method", "value", "unit"])
+        writer.writeheader()
+        writer.writerows(rows)
+    width = max(len(row["method"]) for row in rows)
+    print(f"{'benchmark':<11} {'method':<{width}} {'value':>14} unit")
+    for row in rows:
+        print(f"{row['benchmark']:<11} {row['method']:<{width}} {row['value']:>14.4g} {row['unit']}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
