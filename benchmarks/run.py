@@ -22,6 +22,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -60,12 +61,22 @@ def bench_encoding(work: Path, archive: Path, n_patches: int) -> list[dict]:
         rows.append({"benchmark": "encode", "method": f"tar.gz -> encoded arrays, {threads} thread(s)",
                      "value": n_patches / seconds, "unit": "patches/s"})  # fmt: skip
     extracted = work / "extracted"
-    extract_seconds = timed(lambda: tarfile.open(archive).extractall(extracted, filter="data"))
+    extract_seconds = timed(extract, archive, extracted)
     names = [p.name for p in (extracted / "BigEarthNet-v1.0").iterdir()]
     read_seconds = timed(lambda: [read_patch_rasterio(extracted / "BigEarthNet-v1.0", name) for name in names])
     rows.append({"benchmark": "encode", "method": "extract, then rasterio patch by patch (1 thread)",
                  "value": len(names) / (extract_seconds + read_seconds), "unit": "patches/s"})  # fmt: skip
     return rows
+
+
+def extract(archive: Path, folder: Path) -> None:
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+
+
+def count_lines(path: Path) -> int:
+    with open(path) as handle:
+        return sum(1 for _ in handle)
 
 
 def read_patch_rasterio(root: Path, name: str) -> list[np.ndarray]:
@@ -149,6 +160,14 @@ def flops_per_image(width: int) -> float:
     return counter.get_total_flops() / 2
 
 
+def train_step(model, optimizer, inputs, targets, device: str, amp: bool) -> None:
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(*inputs).float(), targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def bench_training(widths: list[int], batch_size: int, steps: int, device: str, amp: bool) -> list[dict]:
     rows = []
     for width in widths:
@@ -157,17 +176,11 @@ def bench_training(widths: list[int], batch_size: int, steps: int, device: str, 
         inputs = [torch.randn(batch_size, len(g.bands), g.size, g.size, device=device) for g in BAND_GROUPS]
         targets = (torch.rand(batch_size, 19, device=device) < 0.2).float()
 
-        def step():
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(model(*inputs).float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
+        step = partial(train_step, model, optimizer, inputs, targets, device, amp)
         step()  # warm-up
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        seconds = timed(lambda: [step() for _ in range(steps)])
+        seconds = timed(lambda: [step() for _ in range(steps)])  # noqa: B023
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         rate = steps * batch_size / seconds
@@ -221,9 +234,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         make_demo_archive(work / "archive", SynthConfig(patches=patches, seed=0))
         archive = work / "archive" / "BigEarthNet-demo.tar.gz"
         run_labels(archive, lists(work / "archive"), work / "labels")
-        n_kept = sum(1 for _ in open(work / "archive" / "lists" / "train.csv"))
-        n_kept += sum(1 for _ in open(work / "archive" / "lists" / "val.csv"))
-        n_kept += sum(1 for _ in open(work / "archive" / "lists" / "test.csv"))
+        n_kept = sum(count_lines(work / "archive" / "lists" / f"{split}.csv") for split in ("train", "val", "test"))
         rows = bench_encoding(work, archive, n_kept)
         rows += bench_loading(work, work / f"encoded_{os.cpu_count() or 1}", batch_size=8 if args.quick else 64,
                               batches=2 if args.quick else 10)  # fmt: skip

@@ -69,7 +69,7 @@ class SlurmCluster:
                 memory=memory,
                 ctld_port=_free_port(),
                 slurmd_port=_free_port(),
-            )  # fmt: skip
+            )
         )
         (self.root / "gres.conf").write_text(GRES_CONF.format(host=host))
         self._srun_wrapper()
