@@ -32,23 +32,27 @@ class Crash(RuntimeError):
     pass
 
 
-def test_resumed_history_equals_an_uninterrupted_one(demo_encoded, demo_labels, tmp_path, monkeypatch):
-    counts = demo_labels / "class_counts.csv"
-    reference = train(config(), demo_encoded, counts, tmp_path / "straight")
-
+def train_until_crash(run_config: TrainConfig, crash_epoch: int, encoded, counts, outdir, monkeypatch) -> None:
+    """Train with a crash at the start of ``crash_epoch`` (after the previous epoch's checkpoint)."""
     original = Trainer.train_epoch
 
-    def crash_in_epoch_3(self, epoch):
-        if epoch == 3:
+    def crashing(self, epoch):
+        if epoch == crash_epoch:
             raise Crash("killed")
         return original(self, epoch)
 
-    monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_3)
+    monkeypatch.setattr(Trainer, "train_epoch", crashing)
     with pytest.raises(Crash):
-        train(config(), demo_encoded, counts, tmp_path / "resumed")
+        train(run_config, encoded, counts, outdir)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+
+
+def test_resumed_history_equals_an_uninterrupted_one(demo_encoded, demo_labels, tmp_path, monkeypatch):
+    counts = demo_labels / "class_counts.csv"
+    reference = train(config(), demo_encoded, counts, tmp_path / "straight")
+    train_until_crash(config(), 3, demo_encoded, counts, tmp_path / "resumed", monkeypatch)
     assert (tmp_path / "resumed" / "checkpoint.pt").exists()
     assert not (tmp_path / "resumed" / "model.pt").exists()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
     resumed = train(config(), demo_encoded, counts, tmp_path / "resumed")
     pd.testing.assert_frame_equal(deterministic(resumed), deterministic(reference), check_exact=True)
     first = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
@@ -59,17 +63,7 @@ def test_resumed_history_equals_an_uninterrupted_one(demo_encoded, demo_labels, 
 
 def test_checkpoint_of_other_settings_is_ignored(demo_encoded, demo_labels, tmp_path, monkeypatch):
     counts = demo_labels / "class_counts.csv"
-    original = Trainer.train_epoch
-
-    def crash(self, epoch):
-        if epoch == 2:
-            raise Crash("killed")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash)
-    with pytest.raises(Crash):
-        train(config(lr=1e-3), demo_encoded, counts, tmp_path / "run")
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    train_until_crash(config(lr=1e-3), 2, demo_encoded, counts, tmp_path / "run", monkeypatch)
     trainer = Trainer(config(), demo_encoded, counts, tmp_path / "run")
     trainer.try_resume()
     assert trainer.start_epoch == 1
@@ -144,3 +138,10 @@ def test_constant_baseline_by_brute_force():
         scores.append(metrics.compute()["f1_micro"])
     assert baseline["f1_micro"] == pytest.approx(max(scores))
     assert baseline["k"] == int(np.argmax(scores)) + 1
+
+
+def test_device_resident_data_gives_the_same_history(demo_encoded, demo_labels, tmp_path):
+    counts = demo_labels / "class_counts.csv"
+    loaded = train(config(epochs=2), demo_encoded, counts, tmp_path / "loader")
+    resident = train(config(epochs=2, data_on_device=True), demo_encoded, counts, tmp_path / "resident")
+    pd.testing.assert_frame_equal(deterministic(resident), deterministic(loaded), check_exact=True)

@@ -63,6 +63,11 @@ def list_arguments(wildcards, input):
     return " ".join(f"--{name} {input[name]}" for name in LIST_NAMES)
 
 
+def run_folder(wildcards):
+    """results/<run>, for steps that read a whole run's results."""
+    return RESULTS
+
+
 def output_folder(wildcards, output):
     """The folder of a rule's first output, for steps that write several files there."""
     return os.path.dirname(output[0])

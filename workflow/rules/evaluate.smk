@@ -54,7 +54,7 @@ rule tables:
     conda:
         "../../envs/report.yaml"
     params:
-        results=RESULTS,
+        results=run_folder,
         outdir=output_folder,
         demo="--demo" if DEMO else "",
     shell:
@@ -83,7 +83,7 @@ rule figures:
     conda:
         "../../envs/report.yaml"
     params:
-        results=RESULTS,
+        results=run_folder,
         outdir=output_folder,
     shell:
         "benloss figures --results {params.results} --class-counts {input.counts} --out {params.outdir}"

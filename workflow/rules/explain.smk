@@ -24,7 +24,7 @@ rule explain:
         gpu=gpu_resources(),
         gpu_model=gpu_model(),
     params:
-        results=RESULTS,
+        results=run_folder,
         examples=explain_examples(),
         masks=demo_masks_argument,
     shell:

@@ -27,6 +27,6 @@ rule report:
     conda:
         "../../envs/report.yaml"
     params:
-        results=RESULTS,
+        results=run_folder,
     shell:
         "benloss report --results {params.results} --config {input.config} --out {output} > {log} 2>&1"
