@@ -76,6 +76,9 @@ def loader(split: EncodedSplit, plan: list[np.ndarray], workers: int, pin_memory
         pin_memory=pin_memory,
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
+        # A generator of its own: the loader's per-epoch seed draw must not consume the global RNG, or
+        # the dropout masks would depend on how batches are loaded (workers, device-resident data).
+        generator=torch.Generator().manual_seed(0),
     )
 
 
