@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         n_kept = sum(count_lines(work / "archive" / "lists" / f"{split}.csv") for split in ("train", "val", "test"))
         rows = bench_encoding(work, archive, n_kept)
         rows += bench_loading(work, work / f"encoded_{os.cpu_count() or 1}", batch_size=8 if args.quick else 64,
-                              batches=2 if args.quick else 10)  # fmt: skip
+                              batches=2 if args.quick else 40)  # fmt: skip
         rows += ratios(rows)
         rows += bench_training(widths, batch, steps, args.device, amp=False)
         if args.amp:

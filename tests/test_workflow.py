@@ -111,3 +111,14 @@ def test_encoded_arrays_are_what_training_read(tiny_run):
     labels = np.load(tiny_run / "encoded" / "val_labels.npy")
     scores = np.load(tiny_run / "models" / "cel" / "seed0" / "val_scores.npy")
     assert scores.shape == labels.shape
+
+
+def test_snakemake_report_collects_tables_and_figures(tiny_run, tmp_path):
+    archive = tmp_path / "report.zip"
+    result = snakemake("--cores", "1", "--configfile", str(TINY), "--report", str(archive))
+    assert result.returncode == 0, result.stderr[-3000:]
+    import zipfile
+
+    names = zipfile.ZipFile(archive).namelist()
+    for expected in ("table1.csv", "table2.csv", "f1_curves.png", "lrp_heatmaps.png", "class_counts.csv"):
+        assert any(name.endswith(expected) for name in names), expected
