@@ -79,9 +79,12 @@ def test_paper_config_shows_the_full_plan_without_any_file():
 
 
 def test_paper_config_has_the_papers_settings():
+    from benloss import paper
+
     config = yaml.safe_load((ROOT / "config" / "bigearthnet.yaml").read_text())
-    assert config["training"]["lr"] == 1e-4 and config["training"]["epochs"] == 80
-    assert config["model"]["width"] == 1024
+    assert config["training"]["lr"] == paper.LEARNING_RATE == 1e-4
+    assert config["training"]["epochs"] == paper.EPOCHS == 80
+    assert config["model"]["width"] == paper.WIDTH == 1024
     assert config["training"]["losses"] == ["cel", "fl", "wcel", "hal", "hl", "rl", "sml"]
     assert config["data"]["download"]["md5"] == "5a64e9ce38deb036a435a7b59494924c"
 

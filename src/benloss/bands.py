@@ -28,11 +28,9 @@ BAND_GROUPS: tuple[BandGroup, ...] = (
     BandGroup("20m", 20, 60, ("B05", "B06", "B07", "B8A", "B11", "B12")),
     BandGroup("60m", 60, 20, ("B01", "B09")),
 )
-GROUP_NAMES: tuple[str, ...] = tuple(group.name for group in BAND_GROUPS)
 #: All twelve bands in encoded order (B10 is not part of BigEarthNet-S2 L2A).
 BANDS: tuple[str, ...] = tuple(band for group in BAND_GROUPS for band in group.bands)
 BAND_SIZE: dict[str, int] = {band: group.size for group in BAND_GROUPS for band in group.bands}
-BAND_GROUP: dict[str, BandGroup] = {band: group for group in BAND_GROUPS for band in group.bands}
 #: True-colour bands (red, green, blue), all in the 10 m group.
 RGB: tuple[str, str, str] = ("B04", "B03", "B02")
 PATCH_SIZE_M = 1200

@@ -83,9 +83,7 @@ class DeviceResidentSplit:
     """The same split held on the accelerator as uint16, gathered there per batch (no host copies)."""
 
     def __init__(self, split: EncodedSplit, device: torch.device) -> None:
-        self.tensors = {
-            part: torch.from_numpy(np.ascontiguousarray(split.arrays[part])).to(device) for part in split.arrays
-        }
+        self.tensors = {part: torch.from_numpy(np.array(split.arrays[part])).to(device) for part in split.arrays}
         self.device = device
 
     def batches(self, plan: list[np.ndarray]) -> Iterator[dict[str, Tensor]]:

@@ -28,7 +28,6 @@ from benloss.splits import write_list
 log = logging.getLogger(__name__)
 
 ARCHIVE_ROOT = "BigEarthNet-v1.0"
-NO_REGION = 255
 
 #: Archetypal reflectances (x 10000) in official band order B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 B11 B12.
 _ARCHETYPES = {
