@@ -33,17 +33,12 @@ from benloss.data import EncodedSplit, batch_plan
 from benloss.encode import encode_archive, read_patch_names
 from benloss.labels import run_labels
 from benloss.models import KBranchCNN
+from benloss.splits import list_paths
 from benloss.synth import SynthConfig, make_demo_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES = 269_695
 VAL_IMAGES = 123_723
-
-
-def lists(folder: Path) -> dict[str, Path]:
-    names = {"train": "train", "val": "val", "test": "test", "snow": "patches_with_seasonal_snow",
-             "cloud": "patches_with_cloud_and_shadow"}  # fmt: skip
-    return {key: folder / "lists" / f"{name}.csv" for key, name in names.items()}
 
 
 def timed(function, *args, **kwargs) -> float:
@@ -233,7 +228,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         work = Path(tmp)
         make_demo_archive(work / "archive", SynthConfig(patches=patches, seed=0))
         archive = work / "archive" / "BigEarthNet-demo.tar.gz"
-        run_labels(archive, lists(work / "archive"), work / "labels")
+        run_labels(archive, list_paths(work / "archive" / "lists"), work / "labels")
         n_kept = sum(count_lines(work / "archive" / "lists" / f"{split}.csv") for split in ("train", "val", "test"))
         rows = bench_encoding(work, archive, n_kept)
         rows += bench_loading(work, work / f"encoded_{os.cpu_count() or 1}", batch_size=8 if args.quick else 64,

@@ -10,6 +10,7 @@ import pytest
 
 from benloss.encode import encode_archive
 from benloss.labels import run_labels
+from benloss.splits import list_paths
 from benloss.synth import SynthConfig, make_demo_archive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,14 +30,7 @@ def require_tool(name: str, reason: str) -> str:
 
 
 def demo_lists(folder: Path) -> dict[str, Path]:
-    lists = folder / "lists"
-    return {
-        "train": lists / "train.csv",
-        "val": lists / "val.csv",
-        "test": lists / "test.csv",
-        "snow": lists / "patches_with_seasonal_snow.csv",
-        "cloud": lists / "patches_with_cloud_and_shadow.csv",
-    }
+    return list_paths(folder / "lists")
 
 
 @pytest.fixture(scope="session")

@@ -20,18 +20,12 @@ from benloss.bands import BAND_GROUPS, BANDS, read_band_statistics
 from benloss.encode import encode_archive, open_encoded, read_patch_names
 from benloss.labels import read_label_table, run_labels
 from benloss.nomenclature import classes, to_bigearthnet19
-from benloss.splits import read_list, write_list
+from benloss.splits import list_paths, read_list, write_list
 from benloss.synth import SynthConfig, make_demo_archive, read_masks
 
 from .conftest import EXAMPLE_ARCHIVE, ROOT, demo_lists
 
-OFFICIAL_LISTS = {
-    "train": ROOT / "resources/splits/train.csv.bz2",
-    "val": ROOT / "resources/splits/val.csv.bz2",
-    "test": ROOT / "resources/splits/test.csv.bz2",
-    "snow": ROOT / "resources/splits/patches_with_seasonal_snow.csv.bz2",
-    "cloud": ROOT / "resources/splits/patches_with_cloud_and_shadow.csv.bz2",
-}
+OFFICIAL_LISTS = list_paths(ROOT / "resources" / "splits", suffix=".bz2")
 
 
 # -- the demo archive -------------------------------------------------------------------------------

@@ -9,6 +9,19 @@ from pathlib import Path
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 EXCLUSIONS: tuple[str, ...] = ("snow", "cloud")
+#: The official file name of each list (the workflow's common.smk repeats them: it parses without the package).
+LIST_FILES: dict[str, str] = {
+    "train": "train.csv",
+    "val": "val.csv",
+    "test": "test.csv",
+    "snow": "patches_with_seasonal_snow.csv",
+    "cloud": "patches_with_cloud_and_shadow.csv",
+}
+
+
+def list_paths(folder: Path, suffix: str = "") -> dict[str, Path]:
+    """The five lists in ``folder`` under their official names (``suffix`` e.g. ``.bz2``)."""
+    return {key: Path(folder) / f"{name}{suffix}" for key, name in LIST_FILES.items()}
 
 
 def read_list(path: Path) -> list[str]:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from benloss.atomic import atomic_outputs
 from benloss.bands import BAND_SIZE, BANDS, PATCH_SIZE_M, BandStatistics, official_band_order
 from benloss.nomenclature import classes, conversion, original_labels
-from benloss.splits import write_list
+from benloss.splits import list_paths, write_list
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +232,8 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
         BandStatistics(
             dict(zip(BANDS, mean.tolist(), strict=False)), dict(zip(BANDS, std.tolist(), strict=False))
         ).write_csv(tmp / "band_statistics.csv")
-        files = {"train": "train", "val": "val", "test": "test", "snow": "patches_with_seasonal_snow",
-                 "cloud": "patches_with_cloud_and_shadow"}  # fmt: skip
-        for key, stem in files.items():
-            write_list(tmp / "lists" / f"{stem}.csv", lists[key])
+        for key, path in list_paths(tmp / "lists").items():
+            write_list(path, lists[key])
     summary = {key: len(value) for key, value in lists.items()}
     log.info("demo archive with %d patches: %s", config.patches, summary)
     return summary
