@@ -4,11 +4,11 @@
     python benchmarks/run.py --quick         # tiny sizes (the smoke test)
     python benchmarks/run.py --end-to-end    # also times the whole demo study with --cores 2
 
-Measures: (1) encoding a BigEarthNet-format .tar.gz into the encoded arrays with 1 and all cores, against
-reading the extracted patches one by one with rasterio; (2) random training batches per second from the
-encoded arrays, against per-item GeoTIFF reading with rasterio (as torchgeo's BigEarthNet dataset does) and an
-LMDB store of safetensors records (as the reBEN tooling does), same patches, batch size and workers;
-(3) forward+backward images per second at widths 128 and 1024, with the exact FLOP count per image.
+Measures: (1) encoding a BigEarthNet-format .tar.gz into the encoded arrays (one sequential stream), split
+into its parts, against reading the extracted patches one by one with rasterio; (2) random training batches
+per second from the encoded arrays, against per-item GeoTIFF reading with rasterio (as torchgeo's BigEarthNet
+dataset does) and an LMDB store of safetensors records (as the reBEN tooling does), same patches, batch size
+and workers; (3) forward+backward images per second at widths 128 and 1024, with the exact FLOP count per image.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benloss.archive import decode_patch, iter_patches
 from benloss.bands import BAND_GROUPS
-from benloss.data import EncodedSplit, batch_plan
+from benloss.data import DeviceResidentSplit, EncodedSplit, batch_plan
 from benloss.encode import encode_archive, read_patch_names
 from benloss.labels import run_labels
 from benloss.models import KBranchCNN
@@ -48,20 +49,35 @@ def timed(function, *args, **kwargs) -> float:
 
 
 def bench_encoding(work: Path, archive: Path, n_patches: int) -> list[dict]:
-    rows = []
-    for threads in sorted({1, os.cpu_count() or 1}):
-        out = work / f"encoded_{threads}"
-        seconds = timed(encode_archive, archive, work / "labels" / "patches.parquet", work / "archive" /
-                        "band_statistics.csv", out, threads=threads)  # fmt: skip
-        rows.append({"benchmark": "encode", "method": f"tar.gz -> encoded arrays, {threads} thread(s)",
-                     "value": n_patches / seconds, "unit": "patches/s"})  # fmt: skip
+    out = work / "encoded"
+    seconds = timed(encode_archive, archive, work / "labels" / "patches.parquet",
+                    work / "archive" / "band_statistics.csv", out)  # fmt: skip
+    rows = [{"benchmark": "encode", "method": "tar.gz -> encoded arrays (one stream, 1 core)",
+             "value": n_patches / seconds, "unit": "patches/s"}]  # fmt: skip
+    patches = list(iter_patches(archive))
+    stream_seconds = timed(lambda: list(iter_patches(archive)))
+    rows.append({"benchmark": "encode", "method": "of which: decompress and untar only",
+                 "value": len(patches) / stream_seconds, "unit": "patches/s"})  # fmt: skip
+    direct = timed(lambda: [decode_patch(patch) for patch in patches])
+    with_gdal = timed(lambda: [[rasterio_decode(p.bands[b]) for b in p.bands] for p in patches])
+    rows.append({"benchmark": "encode", "method": "of which: decode 12 bands, direct reader",
+                 "value": len(patches) / direct, "unit": "patches/s"})  # fmt: skip
+    rows.append({"benchmark": "encode", "method": "decode 12 bands with rasterio instead",
+                 "value": len(patches) / with_gdal, "unit": "patches/s"})  # fmt: skip
     extracted = work / "extracted"
     extract_seconds = timed(extract, archive, extracted)
     names = [p.name for p in (extracted / "BigEarthNet-v1.0").iterdir()]
     read_seconds = timed(lambda: [read_patch_rasterio(extracted / "BigEarthNet-v1.0", name) for name in names])
-    rows.append({"benchmark": "encode", "method": "extract, then rasterio patch by patch (1 thread)",
+    rows.append({"benchmark": "encode", "method": "extract, then rasterio patch by patch (1 core)",
                  "value": len(names) / (extract_seconds + read_seconds), "unit": "patches/s"})  # fmt: skip
     return rows
+
+
+def rasterio_decode(data: bytes) -> np.ndarray:
+    from rasterio.io import MemoryFile
+
+    with MemoryFile(data) as memory, memory.open() as dataset:
+        return dataset.read(1)
 
 
 def extract(archive: Path, folder: Path) -> None:
@@ -104,7 +120,7 @@ def build_lmdb(encoded: Path, path: Path) -> list[bytes]:
     return keys
 
 
-def bench_loading(work: Path, encoded: Path, batch_size: int, batches: int) -> list[dict]:
+def bench_loading(work: Path, encoded: Path, batch_size: int, batches: int, device: str) -> list[dict]:
     import lmdb
     from safetensors.numpy import load
 
@@ -132,9 +148,18 @@ def bench_loading(work: Path, encoded: Path, batch_size: int, batches: int) -> l
                 records = [load(transaction.get(keys[i])) for i in indices]
                 [torch.from_numpy(np.stack([r[g.name] for r in records])).float() for g in BAND_GROUPS]
 
+    resident = DeviceResidentSplit(split, torch.device(device))
+
+    def resident_batches():
+        for batch in resident.batches(plan):
+            [batch[g.name].float() for g in BAND_GROUPS]
+        synchronize(device)
+
     for method, function in (("encoded arrays, one gather per batch", encoded_batches),
                              ("rasterio, 12 GeoTIFFs per item", rasterio_batches),
-                             ("LMDB + safetensors, one record per item", lmdb_batches)):  # fmt: skip
+                             ("LMDB + safetensors, one record per item", lmdb_batches),
+                             (f"encoded arrays resident on {device} (training.data_on_device)",
+                              resident_batches)):  # fmt: skip
         function()  # warm the page cache, as in a real epoch after the first
         seconds = timed(function)
         rows.append({"benchmark": "load", "method": method, "value": batches * batch_size / seconds,
@@ -155,6 +180,11 @@ def flops_per_image(width: int) -> float:
     return counter.get_total_flops() / 2
 
 
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def train_step(model, optimizer, inputs, targets, device: str, amp: bool) -> None:
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
         loss = torch.nn.functional.binary_cross_entropy_with_logits(model(*inputs).float(), targets)
@@ -163,32 +193,44 @@ def train_step(model, optimizer, inputs, targets, device: str, amp: bool) -> Non
     optimizer.step()
 
 
-def bench_training(widths: list[int], batch_size: int, steps: int, device: str, amp: bool) -> list[dict]:
+#: A training variant is a precision, then optional layout and compiler options, joined by "+".
+PRECISIONS, OPTIONS = ("fp32", "bf16"), ("channels-last", "compile")
+
+
+def check_variant(variant: str) -> None:
+    precision, *options = variant.split("+")
+    if precision not in PRECISIONS or not set(options) <= set(OPTIONS):
+        raise ValueError(f"unknown variant {variant!r}: {'|'.join(PRECISIONS)}, then any of +{', +'.join(OPTIONS)}")
+
+
+def bench_training(widths: list[int], batch_size: int, steps: int, device: str, variants: list[str]) -> list[dict]:
     rows = []
     for width in widths:
-        model = KBranchCNN(width).to(device).train()
-        optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
-        inputs = [torch.randn(batch_size, len(g.bands), g.size, g.size, device=device) for g in BAND_GROUPS]
-        targets = (torch.rand(batch_size, 19, device=device) < 0.2).float()
-
-        step = partial(train_step, model, optimizer, inputs, targets, device, amp)
-        step()  # warm-up
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds = timed(lambda: [step() for _ in range(steps)])  # noqa: B023
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        rate = steps * batch_size / seconds
         flops = flops_per_image(width)
-        label = f"width {width}, batch {batch_size}, {device}{', bf16' if amp else ''}"
-        rows.append({"benchmark": "train", "method": label, "value": rate, "unit": "images/s"})
-        rows.append({"benchmark": "train", "method": f"{label}: FLOP per image (fwd+bwd)", "value": flops,
+        for variant in variants:
+            options = set(variant.split("+"))
+            layout = torch.channels_last if "channels-last" in options else torch.contiguous_format
+            model = KBranchCNN(width).to(device, memory_format=layout).train()
+            optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+            inputs = [torch.randn(batch_size, len(g.bands), g.size, g.size, device=device).contiguous(
+                memory_format=layout) for g in BAND_GROUPS]  # fmt: skip
+            targets = (torch.rand(batch_size, 19, device=device) < 0.2).float()
+            forward = torch.compile(model) if "compile" in options else model
+            step = partial(train_step, forward, optimizer, inputs, targets, device, "bf16" in options)
+            step()  # warm-up (and compilation)
+            step()
+            synchronize(device)
+            seconds = timed(lambda: [step() for _ in range(steps)])  # noqa: B023
+            synchronize(device)
+            rate = steps * batch_size / seconds
+            label = f"width {width}, batch {batch_size}, {device}, {variant}"
+            rows.append({"benchmark": "train", "method": label, "value": rate, "unit": "images/s"})
+            rows.append({"benchmark": "train", "method": f"{label}: implied epoch on the real splits",
+                         "value": (TRAIN_IMAGES + VAL_IMAGES / 3) / rate, "unit": "s"})  # fmt: skip
+            rows.append({"benchmark": "train", "method": f"{label}: achieved", "value": rate * flops / 1e9,
+                         "unit": "GFLOP/s"})  # fmt: skip
+        rows.append({"benchmark": "train", "method": f"width {width}: FLOP per image (fwd+bwd)", "value": flops,
                      "unit": "FLOP"})  # fmt: skip
-        epoch = (TRAIN_IMAGES + VAL_IMAGES / 3) / rate
-        rows.append({"benchmark": "train", "method": f"{label}: implied epoch on the real splits", "value": epoch,
-                     "unit": "s"})  # fmt: skip
-        rows.append({"benchmark": "train", "method": f"{label}: achieved", "value": rate * flops / 1e9,
-                     "unit": "GFLOP/s"})  # fmt: skip
     return rows
 
 
@@ -202,14 +244,28 @@ def bench_end_to_end(work: Path) -> list[dict]:
     return [{"benchmark": "end-to-end", "method": "demo study, --cores 2", "value": seconds, "unit": "s"}]
 
 
-def ratios(rows: list[dict]) -> list[dict]:
+def ratios(rows: list[dict], width: int) -> list[dict]:
+    """Our routes against the alternatives, and the loader against the fastest training variant at ``width``."""
     load = {row["method"]: row["value"] for row in rows if row["benchmark"] == "load"}
+    encode = {row["method"]: row["value"] for row in rows if row["benchmark"] == "encode"}
     ours = load["encoded arrays, one gather per batch"]
-    return [
+    result = [
         {"benchmark": "ratio", "method": f"encoded arrays / {method}", "value": ours / value, "unit": "x"}
         for method, value in load.items()
         if not method.startswith("encoded")
     ]
+    decoding = encode["of which: decode 12 bands, direct reader"] / encode["decode 12 bands with rasterio instead"]
+    result.append({"benchmark": "ratio", "method": "band decoding: direct reader / rasterio", "value": decoding,
+                   "unit": "x"})  # fmt: skip
+    training = [row for row in rows if row["benchmark"] == "train" and row["unit"] == "images/s"
+                and row["method"].startswith(f"width {width},")]  # fmt: skip
+    if training:
+        fastest = max(training, key=lambda row: row["value"])
+        for method, value in load.items():
+            if method.startswith("encoded"):
+                result.append({"benchmark": "ratio", "method": f"loader ({method}) / training ({fastest['method']})",
+                               "value": value / fastest["value"], "unit": "x"})  # fmt: skip
+    return result
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -217,10 +273,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
     parser.add_argument("--patches", type=int, default=300)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--amp", action="store_true", help="also train with bf16 autocast")
+    parser.add_argument("--variants", default="fp32", help="comma-separated training variants, e.g. "
+                        "fp32,bf16,bf16+channels-last,bf16+channels-last+compile")  # fmt: skip
     parser.add_argument("--end-to-end", action="store_true", help="also time the demo study")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "results.csv")
     args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    for variant in variants:
+        try:
+            check_variant(variant)
+        except ValueError as error:
+            parser.error(str(error))
     patches = 40 if args.quick else args.patches
     widths, batch, steps = ([16], 8, 1) if args.quick else ([128, 1024], 256, 2)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -231,12 +294,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         run_labels(archive, list_paths(work / "archive" / "lists"), work / "labels")
         n_kept = sum(count_lines(work / "archive" / "lists" / f"{split}.csv") for split in ("train", "val", "test"))
         rows = bench_encoding(work, archive, n_kept)
-        rows += bench_loading(work, work / f"encoded_{os.cpu_count() or 1}", batch_size=8 if args.quick else 64,
-                              batches=2 if args.quick else 40)  # fmt: skip
-        rows += ratios(rows)
-        rows += bench_training(widths, batch, steps, args.device, amp=False)
-        if args.amp:
-            rows += bench_training(widths, batch, steps, args.device, amp=True)
+        rows += bench_loading(work, work / "encoded", batch_size=8 if args.quick else 64,
+                              batches=2 if args.quick else 40, device=args.device)  # fmt: skip
+        rows += bench_training(widths, batch, steps, args.device, variants)
+        rows += ratios(rows, max(widths))
         if args.end_to_end:
             rows += bench_end_to_end(work)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,16 +2,33 @@
 
 import importlib.util
 
+import pytest
+
 from .conftest import ROOT
 
 
-def test_benchmark_smoke(tmp_path):
+@pytest.fixture(scope="module")
+def bench():
     spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "run.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    rows = bench.main(["--quick", "--out", str(tmp_path / "results.csv")])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_smoke(bench, tmp_path):
+    rows = bench.main(["--quick", "--variants", "fp32,bf16+channels-last", "--out", str(tmp_path / "results.csv")])
     methods = {row["method"] for row in rows}
     assert "encoded arrays, one gather per batch" in methods and "rasterio, 12 GeoTIFFs per item" in methods
     assert "LMDB + safetensors, one record per item" in methods
+    assert "encoded arrays resident on cpu (training.data_on_device)" in methods
+    assert {"width 16, batch 8, cpu, fp32", "width 16, batch 8, cpu, bf16+channels-last"} <= methods
+    assert "band decoding: direct reader / rasterio" in methods
+    assert sum(method.startswith("loader (") for method in methods) == 2
     assert all(row["value"] > 0 for row in rows)
     assert (tmp_path / "results.csv").read_text().startswith("benchmark,method,value,unit")
+
+
+def test_benchmark_rejects_unknown_variants(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--variants", "fp32,fp8"])
+    assert "unknown variant 'fp8'" in capsys.readouterr().err

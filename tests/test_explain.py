@@ -102,7 +102,7 @@ def trained_demo(tmp_path_factory):
     make_demo_archive(root / "archive", SynthConfig(patches=300, seed=11))
     run_labels(root / "archive/BigEarthNet-demo.tar.gz", demo_lists(root / "archive"), root / "labels")
     encode_archive(root / "archive/BigEarthNet-demo.tar.gz", root / "labels/patches.parquet",
-                   root / "archive/band_statistics.csv", root / "encoded", threads=2)  # fmt: skip
+                   root / "archive/band_statistics.csv", root / "encoded")  # fmt: skip
     config = TrainConfig(loss="cel", width=32, epochs=6, batch_size=16, lr=1e-3, threads=2)
     history = train(config, root / "encoded", root / "labels/class_counts.csv", root / "models/cel/seed0")
     return root, history

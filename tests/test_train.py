@@ -1,4 +1,4 @@
-"""Training: exact resumption, SIGTERM, non-finite losses, the constant baseline."""
+"""Training: exact resumption, SIGTERM, non-finite losses, the constant baseline, speed settings."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from benloss.data import batch_plan
+from benloss.bands import BAND_GROUPS
+from benloss.data import batch_plan, fits_on_device
 from benloss.metrics import MultiLabelMetrics
+from benloss.models import KBranchCNN
 from benloss.train import TIMING_COLUMNS, NonFiniteLoss, TrainConfig, Trainer, constant_baseline, train
 
 from .conftest import ROOT
@@ -85,6 +87,26 @@ def test_non_finite_loss_stops_with_epoch_batch_and_loss(demo_encoded, demo_labe
         trainer.train_epoch(1)
 
 
+@pytest.mark.parametrize("sync_steps", [2, 100])
+def test_non_finite_loss_names_its_batch_between_syncs(demo_encoded, demo_labels, tmp_path, monkeypatch, sync_steps):
+    """Losses are read back every SYNC_STEPS steps; the first bad batch is still the one named."""
+    monkeypatch.setattr("benloss.train.SYNC_STEPS", sync_steps)
+    trainer = Trainer(config(loss="cel", batch_size=2), demo_encoded, demo_labels / "class_counts.csv", tmp_path)
+    n_batches = trainer.train_split.n_images // 2
+    assert n_batches > 6
+    real, calls = trainer.loss, []
+
+    def inf_from_batch_3(scores, targets):
+        calls.append(1)
+        return real(scores, targets) * (float("inf") if len(calls) >= 4 else 1.0)
+
+    monkeypatch.setattr(trainer, "loss", inf_from_batch_3)
+    with pytest.raises(NonFiniteLoss, match=r"cel: loss is inf at epoch 2, batch 3"):
+        trainer.train_epoch(2)
+    # Training stops at the first read-back after the bad batch: batch 3 with syncs every 2, else the epoch's end.
+    assert len(calls) == (4 if sync_steps == 2 else n_batches)
+
+
 def test_sigterm_saves_and_exits_then_resumes(demo_encoded, demo_labels, tmp_path):
     out = tmp_path / "job"
     command = [
@@ -145,3 +167,59 @@ def test_device_resident_data_gives_the_same_history(demo_encoded, demo_labels, 
     loaded = train(config(epochs=2), demo_encoded, counts, tmp_path / "loader")
     resident = train(config(epochs=2, data_on_device=True), demo_encoded, counts, tmp_path / "resident")
     pd.testing.assert_frame_equal(deterministic(resident), deterministic(loaded), check_exact=True)
+
+
+def test_fits_on_device_keeps_room_for_training(monkeypatch):
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (60 * gib, 80 * gib))
+    cuda = torch.device("cuda", 0)
+    # 80 GiB card with 60 GiB free: 15 % of the card (12 GiB) stays free for training, so 48 GiB fit.
+    assert fits_on_device(48 * gib, cuda)
+    assert not fits_on_device(48 * gib + 1, cuda)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10 * gib, 16 * gib))
+    assert fits_on_device(6 * gib, cuda) and not fits_on_device(6 * gib + 1, cuda)  # at least 4 GiB stay free
+    assert fits_on_device(10**15, torch.device("cpu"))
+
+
+def test_data_that_do_not_fit_are_loaded_from_the_host(demo_encoded, demo_labels, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("benloss.train.fits_on_device", lambda nbytes, device: False)
+    trainer = Trainer(config(data_on_device=True), demo_encoded, demo_labels / "class_counts.csv", tmp_path)
+    assert trainer.resident is None
+    assert "do not fit on cpu" in caplog.text
+    assert trainer.train_epoch(1)[2] > 0
+
+
+def test_channels_last_computes_the_same_gradients():
+    """The memory layout is a speed setting: in float64 both layouts give the same scores and gradients.
+
+    (In float32 training-mode BatchNorm amplifies the layouts' different rounding to ~1 % in some gradients;
+    dropout draws its masks in memory order, so it is off here: a channels-last run draws other masks.)
+    """
+    torch.manual_seed(0)
+    inputs = [torch.randn(8, len(g.bands), g.size, g.size, dtype=torch.float64) for g in BAND_GROUPS]
+    reference = KBranchCNN(16).double()
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model = KBranchCNN(16).double().to(memory_format=layout).train()
+        model.load_state_dict(reference.state_dict())
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        scores = model(*(x.contiguous(memory_format=layout) for x in inputs))
+        (scores * torch.linspace(-1, 1, scores.shape[1], dtype=torch.float64)).sum().backward()
+        results.append((scores, {name: p.grad for name, p in model.named_parameters()}))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-10, atol=1e-12)
+    for name, gradient in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], gradient, rtol=1e-9, atol=1e-12)
+
+
+def test_channels_last_reaches_the_model_and_its_inputs(demo_encoded, demo_labels, tmp_path):
+    trainer = Trainer(config(channels_last=True), demo_encoded, demo_labels / "class_counts.csv", tmp_path)
+    assert trainer.model.branch_10m.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    trainer.model.branch_20m.conv1.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    trainer.train_epoch(1)
+    assert seen and all(seen)
+    assert config(channels_last=True).fingerprint() == config().fingerprint()

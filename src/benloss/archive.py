@@ -19,6 +19,7 @@ from typing import IO
 import numpy as np
 
 from benloss.bands import BAND_SIZE, BANDS, DTYPE
+from benloss.geotiff import read_uncompressed
 
 METADATA_SUFFIX = "labels_metadata.json"
 _MEMBER = re.compile(r"(?:^|/)(?P<patch>[^/]+)/(?P=patch)_(?P<kind>B\d[\dA]|labels_metadata\.json)(?:\.tif)?$")
@@ -109,7 +110,8 @@ def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator
     last = "(start of archive)"
     try:
         with _open_tar_stream(path) as tar:
-            for member in tar:
+            while (member := tar.next()) is not None:
+                tar.members.clear()  # a TarFile keeps every header it read: millions for BigEarthNet
                 if not member.isfile():
                     continue
                 kind = _classify(member.name)
@@ -174,19 +176,29 @@ def _check_nothing_pending(source: Path, pending: dict[str, RawPatch]) -> None:
 
 
 def decode_band(data: bytes, patch: str, band: str) -> np.ndarray:
-    """Decode one band's GeoTIFF bytes, checking band count, dtype and size."""
+    """Decode one band's GeoTIFF bytes, checking band count, dtype and size.
+
+    BigEarthNet's own layout (uncompressed, one band) is read directly; anything else through rasterio.
+    """
+    array = read_uncompressed(data)
+    if array is None:
+        array = _decode_with_rasterio(data, patch, band)
+    if array.dtype != DTYPE:
+        raise ArchiveError(f"{patch}_{band}.tif: dtype {array.dtype.name}, expected uint16")
+    size = BAND_SIZE[band]
+    if array.shape != (size, size):
+        raise ArchiveError(f"{patch}_{band}.tif: size {array.shape}, expected {(size, size)}")
+    return array
+
+
+def _decode_with_rasterio(data: bytes, patch: str, band: str) -> np.ndarray:
     from rasterio.errors import RasterioError
     from rasterio.io import MemoryFile
 
-    size = BAND_SIZE[band]
     try:
         with MemoryFile(data) as memory, memory.open() as dataset:
             if dataset.count != 1:
                 raise ArchiveError(f"{patch}_{band}.tif: {dataset.count} bands, expected 1")
-            if dataset.dtypes[0] != np.dtype(DTYPE).name:
-                raise ArchiveError(f"{patch}_{band}.tif: dtype {dataset.dtypes[0]}, expected uint16")
-            if dataset.shape != (size, size):
-                raise ArchiveError(f"{patch}_{band}.tif: size {dataset.shape}, expected {(size, size)}")
             return dataset.read(1)
     except RasterioError as error:
         raise ArchiveError(f"{patch}_{band}.tif: not a readable GeoTIFF ({error})") from None

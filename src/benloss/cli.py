@@ -41,7 +41,7 @@ def cmd_labels(args: argparse.Namespace) -> None:
 def cmd_encode(args: argparse.Namespace) -> None:
     from benloss.encode import encode_archive
 
-    encode_archive(args.archive, args.labels, args.band_statistics, args.out, threads=args.threads)
+    encode_archive(args.archive, args.labels, args.band_statistics, args.out)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -50,7 +50,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         loss=args.loss, seed=args.seed, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, loss_params=json.loads(args.loss_params), device=args.device, amp=args.amp,
-        threads=args.threads, workers=args.workers, data_on_device=args.data_on_device,
+        channels_last=args.channels_last, threads=args.threads, workers=args.workers,
+        data_on_device=args.data_on_device,
     )  # fmt: skip
     train(config, args.encoded, args.class_counts, args.out)
 
@@ -114,7 +115,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=Path, required=True, help="patches.parquet")
     p.add_argument("--band-statistics", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_encode)
 
     p = steps.add_parser("train", help="train one K-Branch CNN with one loss")
@@ -130,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-params", default="{}", help="JSON object of the loss's parameters")
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the convolutions")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--data-on-device", action="store_true", help="keep the encoded arrays on the accelerator")

@@ -79,6 +79,23 @@ def loader(split: EncodedSplit, plan: list[np.ndarray], workers: int, pin_memory
     )
 
 
+#: Accelerator memory kept free for the model, its activations and the optimiser when the data moves in.
+RESERVE_BYTES, RESERVE_FRACTION = 4 * 2**30, 0.15
+
+
+def split_bytes(split: EncodedSplit) -> int:
+    """Bytes one split takes when held as is (uint16 bands, uint8 labels)."""
+    return sum(array.nbytes for array in split.arrays.values())
+
+
+def fits_on_device(nbytes: int, device: torch.device) -> bool:
+    """Whether ``nbytes`` of data fit on ``device`` next to training (always true off CUDA: host memory)."""
+    if device.type != "cuda":
+        return True
+    free, total = torch.cuda.mem_get_info(device)
+    return nbytes <= free - max(RESERVE_BYTES, RESERVE_FRACTION * total)
+
+
 class DeviceResidentSplit:
     """The same split held on the accelerator as uint16, gathered there per batch (no host copies)."""
 

@@ -18,14 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from benloss.archive import RawPatch, decode_patch, iter_patches
+from benloss.archive import decode_patch, iter_patches
 from benloss.atomic import atomic_outputs
 from benloss.bands import BAND_GROUPS, DTYPE
 from benloss.labels import read_label_table
@@ -40,7 +38,7 @@ def array_name(split: str, part: str) -> str:
     return f"{split}_{part}.npy"
 
 
-def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outdir: Path, threads: int = 1) -> dict:
+def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outdir: Path) -> dict:
     """Encode the kept patches of ``label_table`` from ``archive`` into ``outdir`` (written atomically)."""
     table = read_label_table(label_table)
     slot = {
@@ -55,7 +53,7 @@ def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outd
             (tmp / f"{split}_patches.txt").write_text("".join(f"{name}\n" for name in rows["patch"]))
             for row, labels in enumerate(rows["labels"]):
                 arrays[split]["labels"][row] = multi_hot(labels)
-        filled = _fill(archive, slot, arrays, threads)
+        filled = _fill(archive, slot, arrays)
         missing = sorted(set(slot) - filled)
         if missing:
             raise ValueError(
@@ -92,33 +90,19 @@ def _allocate(folder: Path, sizes: dict[str, int]) -> dict[str, dict[str, np.mem
     return arrays
 
 
-def _fill(
-    archive: Path, slot: dict[str, tuple[str, int]], arrays: dict[str, dict[str, np.memmap]], threads: int
-) -> set[str]:
-    """Decode the wanted patches on ``threads`` threads and write each into its row."""
+def _fill(archive: Path, slot: dict[str, tuple[str, int]], arrays: dict[str, dict[str, np.memmap]]) -> set[str]:
+    """Decode the wanted patches as they stream by and write each into its row."""
     filled: set[str] = set()
-    in_flight: deque[tuple[RawPatch, Future]] = deque()
-
-    def store(patch: RawPatch, future: Future) -> None:
-        split, row = slot[patch.name]
-        bands = future.result()
-        for group in BAND_GROUPS:
-            arrays[split][group.name][row] = np.stack([bands[b] for b in group.bands])
-        filled.add(patch.name)
-        progress.update()
-
-    with (
-        ThreadPoolExecutor(max_workers=max(1, threads)) as pool,
-        tqdm(total=len(slot), desc="encode", unit=" patches", mininterval=2) as progress,
-    ):
+    with tqdm(total=len(slot), desc="encode", unit=" patches", mininterval=2) as progress:
         for patch in iter_patches(archive, read_bands=True, wanted=set(slot)):
             if patch.name not in slot:
                 continue
-            in_flight.append((patch, pool.submit(decode_patch, patch)))
-            while len(in_flight) > 4 * max(1, threads):
-                store(*in_flight.popleft())
-        while in_flight:
-            store(*in_flight.popleft())
+            split, row = slot[patch.name]
+            bands = decode_patch(patch)
+            for group in BAND_GROUPS:
+                arrays[split][group.name][row] = np.stack([bands[b] for b in group.bands])
+            filled.add(patch.name)
+            progress.update()
     return filled
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from benloss.atomic import atomic_outputs
 from benloss.bands import read_band_statistics
-from benloss.data import DeviceResidentSplit, EncodedSplit, batch_plan, loader, to_device
+from benloss.data import DeviceResidentSplit, EncodedSplit, batch_plan, fits_on_device, loader, split_bytes, to_device
 from benloss.losses import MultiLabelLoss, build_loss
 from benloss.metrics import MultiLabelMetrics
 from benloss.models import BandNormalizer, KBranchCNN, count_parameters, parameter_groups
@@ -36,6 +36,8 @@ HISTORY_COLUMNS = (
     "zero_grad_fraction", "train_seconds", "val_seconds", "images_per_second",
 )  # fmt: skip
 TIMING_COLUMNS = ("train_seconds", "val_seconds", "images_per_second")
+#: Steps between reads of the per-step losses back to the host (the only syncs of a training epoch).
+SYNC_STEPS = 100
 
 
 @dataclass
@@ -54,12 +56,13 @@ class TrainConfig:
     loss_params: dict = field(default_factory=dict)
     device: str = "auto"
     amp: bool = False
+    channels_last: bool = False
     threads: int = 1
     workers: int = 0
     data_on_device: bool = False
 
     def fingerprint(self) -> str:
-        """Hash of the settings that change results (not device or parallelism)."""
+        """Hash of the settings that change results (not device, parallelism or memory layout)."""
         keys = ("loss", "seed", "width", "epochs", "batch_size", "lr", "rmsprop_alpha", "rmsprop_eps",
                 "weight_decay", "loss_params", "amp")  # fmt: skip
         relevant = {k: getattr(self, k) for k in keys}
@@ -138,21 +141,31 @@ class Trainer:
         self.class_counts = class_counts_from_csv(class_counts)
         self.loss: MultiLabelLoss = build_loss(config.loss, class_frequencies=self.class_counts, **config.loss_params)
         self.loss.to(self.device)
-        self.model = KBranchCNN(config.width, n_classes=self.train_split.arrays["labels"].shape[1]).to(self.device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model = KBranchCNN(config.width, n_classes=self.train_split.arrays["labels"].shape[1]).to(
+            self.device, memory_format=self.memory_format
+        )
         self.optimizer = torch.optim.RMSprop(
             parameter_groups(self.model, config.weight_decay),
             lr=config.lr,
             alpha=config.rmsprop_alpha,
             eps=config.rmsprop_eps,
         )
-        self.resident = (
-            {s.split: DeviceResidentSplit(s, self.device) for s in (self.train_split, self.val_split)}
-            if config.data_on_device
-            else None
-        )
+        self.resident = self._resident_splits() if config.data_on_device else None
         self.history: list[dict] = []
         self.start_epoch = 1
         self._stop = False
+
+    def _resident_splits(self) -> dict[str, DeviceResidentSplit] | None:
+        """Both splits on the device, or ``None`` (with a warning) when they would not fit beside training."""
+        splits = (self.train_split, self.val_split)
+        nbytes = sum(split_bytes(split) for split in splits)
+        if not fits_on_device(nbytes, self.device):
+            log.warning("data_on_device: the encoded splits (%.1f GiB) do not fit on %s beside training; "
+                        "loading batches from host memory instead", nbytes / 2**30, self.device)  # fmt: skip
+            return None
+        log.info("data_on_device: %.1f GiB of encoded arrays held on %s", nbytes / 2**30, self.device)
+        return {split.split: DeviceResidentSplit(split, self.device) for split in splits}
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, epoch: int) -> None:
@@ -192,13 +205,19 @@ class Trainer:
 
     def _scores(self, batch: dict[str, Tensor]) -> Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp):
-            return self.model(*self.normalizer(batch))
+            return self.model(*(x.contiguous(memory_format=self.memory_format) for x in self.normalizer(batch)))
 
     # -- one epoch ---------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> tuple[float, float, int]:
+        """One pass over the training split; returns mean loss, zero-gradient fraction and images seen.
+
+        Per-step numbers stay on the device and are read back every ``SYNC_STEPS`` steps (and at the end),
+        so an accelerator is never stalled waiting for the host; a non-finite loss is still reported with
+        its epoch and batch.
+        """
         self.model.train()
         plan = batch_plan(self.train_split.n_images, self.config.batch_size, True, self.config.seed, epoch)
-        total, images, zero_grad = 0.0, 0, 0
+        losses, zero_grads, sizes, checked = [], [], [], 0
         progress = tqdm(self._batches(self.train_split, plan), total=len(plan), desc=f"epoch {epoch}", mininterval=5)
         for step, batch in enumerate(progress):
             if self._stop:
@@ -206,16 +225,28 @@ class Trainer:
             scores = self._scores(batch)
             scores.retain_grad()
             loss = self.loss(scores, batch["labels"])
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"{self.config.loss}: loss is {loss.item()} at epoch {epoch}, batch {step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            losses.append(loss.detach())
+            if (step + 1) % SYNC_STEPS == 0:
+                checked = self._check_finite(losses, checked, epoch)
             self.optimizer.step()
-            n = len(scores)
-            zero_grad += int((scores.grad == 0).all(dim=1).sum())
-            total += loss.item() * n
-            images += n
-        return total / images, zero_grad / images, images
+            zero_grads.append((scores.grad == 0).all(dim=1).sum())
+            sizes.append(len(scores))
+        self._check_finite(losses, checked, epoch)
+        n = torch.tensor(sizes, dtype=torch.float64)
+        total = float((torch.stack(losses).double().cpu() * n).sum())
+        zero_grad = int(torch.stack(zero_grads).sum())
+        return total / float(n.sum()), zero_grad / float(n.sum()), int(n.sum())
+
+    def _check_finite(self, losses: list[Tensor], start: int, epoch: int) -> int:
+        """Raise on the first non-finite loss from ``start`` on (one host sync); returns the next start."""
+        recent = torch.stack(losses[start:]).float().cpu()
+        bad = (~torch.isfinite(recent)).nonzero()
+        if len(bad):
+            step = start + int(bad[0])
+            raise NonFiniteLoss(f"{self.config.loss}: loss is {losses[step].item()} at epoch {epoch}, batch {step}")
+        return len(losses)
 
     @torch.no_grad()
     def validate(self, epoch: int) -> tuple[float, dict, np.ndarray]:

@@ -82,6 +82,8 @@ def train_flags(wildcards):
     flags = []
     if training["amp"]:
         flags.append("--amp")
+    if training["channels_last"]:
+        flags.append("--channels-last")
     if training["data_on_device"]:
         flags.append("--data-on-device")
     return " ".join(flags)

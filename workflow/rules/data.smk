@@ -66,7 +66,6 @@ rule encode:
         f"{RESULTS}/logs/encode.log",
     conda:
         "../../envs/data.yaml"
-    threads: config["data"]["threads"]
     shell:
         "benloss encode --archive {input.archive} --labels {input.table}"
-        " --band-statistics {input.statistics} --out {output} --threads {threads} > {log} 2>&1"
+        " --band-statistics {input.statistics} --out {output} > {log} 2>&1"

@@ -1,0 +1,97 @@
+"""A direct reader for the simplest GeoTIFF layout, the one BigEarthNet-S2 v1.0 uses throughout.
+
+Every band of the archive is a classic (not Big) TIFF holding one uncompressed band of unsigned integers in
+strips or tiles. For that layout the pixels are plain bytes at offsets the first image directory lists, so
+they can be copied out with NumPy in microseconds instead of opening a GDAL dataset per file (the
+encoder's bottleneck, about 0.7 ms a band). Anything else (compression, several samples, BigTIFF, an odd
+tag) returns ``None`` and the caller falls back to rasterio; the two readers agree bit for bit (tested).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+_TYPE_FORMAT = {3: "H", 4: "I"}  # SHORT, LONG: the integer types baseline tags use
+_WIDTH, _HEIGHT, _BITS, _COMPRESSION = 256, 257, 258, 259
+_STRIP_OFFSETS, _SAMPLES, _ROWS_PER_STRIP, _STRIP_BYTES = 273, 277, 278, 279
+_PLANAR, _TILE_WIDTH, _TILE_LENGTH, _TILE_OFFSETS, _TILE_BYTES = 284, 322, 323, 324, 325
+_SAMPLE_FORMAT = 339
+_UNCOMPRESSED, _UNSIGNED = 1, 1
+
+
+def read_uncompressed(data: bytes) -> np.ndarray | None:
+    """The single band of an uncompressed unsigned-integer TIFF as a native-order array, or ``None``."""
+    if len(data) < 8 or data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        tags = _first_directory(data, order)
+        return _pixels(data, order, tags)
+    except (struct.error, ValueError, KeyError, IndexError):
+        return None
+
+
+def _first_directory(data: bytes, order: str) -> dict[int, tuple[int, ...]]:
+    """The integer tags of the first image directory (other value types are skipped)."""
+    (offset,) = struct.unpack_from(order + "I", data, 4)
+    (count,) = struct.unpack_from(order + "H", data, offset)
+    tags: dict[int, tuple[int, ...]] = {}
+    for entry in range(offset + 2, offset + 2 + 12 * count, 12):
+        tag, kind, n = struct.unpack_from(order + "HHI", data, entry)
+        if kind not in _TYPE_FORMAT:
+            continue
+        form = _TYPE_FORMAT[kind]
+        inline = n * struct.calcsize(form) <= 4
+        where = entry + 8 if inline else struct.unpack_from(order + "I", data, entry + 8)[0]
+        tags[tag] = struct.unpack_from(f"{order}{n}{form}", data, where)
+    return tags
+
+
+def _pixels(data: bytes, order: str, tags: dict[int, tuple[int, ...]]) -> np.ndarray | None:
+    width, height = tags[_WIDTH][0], tags[_HEIGHT][0]
+    bits = tags.get(_BITS, (1,))
+    simple = (
+        tags.get(_COMPRESSION, (_UNCOMPRESSED,))[0] == _UNCOMPRESSED
+        and tags.get(_SAMPLES, (1,))[0] == 1
+        and tags.get(_PLANAR, (1,))[0] == 1
+        and tags.get(_SAMPLE_FORMAT, (_UNSIGNED,))[0] == _UNSIGNED
+        and len(bits) == 1
+        and bits[0] in (8, 16, 32)
+    )
+    if not simple:
+        return None
+    dtype = np.dtype(f"{order}u{bits[0] // 8}")
+    if _TILE_OFFSETS in tags:
+        image = _from_tiles(data, dtype, tags, width, height)
+    else:
+        image = _from_strips(data, dtype, tags, width, height)
+    return image.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _from_strips(data: bytes, dtype: np.dtype, tags: dict[int, tuple[int, ...]], width: int, height: int) -> np.ndarray:
+    rows_per_strip = min(tags.get(_ROWS_PER_STRIP, (height,))[0], height)
+    offsets = tags[_STRIP_OFFSETS]
+    if len(offsets) != -(-height // rows_per_strip):
+        raise ValueError("strip count does not match the image height")
+    image = np.empty((height, width), dtype)
+    for strip, offset in enumerate(offsets):
+        top = strip * rows_per_strip
+        rows = min(rows_per_strip, height - top)
+        image[top : top + rows] = np.frombuffer(data, dtype, rows * width, offset).reshape(rows, width)
+    return image
+
+
+def _from_tiles(data: bytes, dtype: np.dtype, tags: dict[int, tuple[int, ...]], width: int, height: int) -> np.ndarray:
+    tile_width, tile_length = tags[_TILE_WIDTH][0], tags[_TILE_LENGTH][0]
+    across = -(-width // tile_width)
+    offsets = tags[_TILE_OFFSETS]
+    if len(offsets) != across * -(-height // tile_length):
+        raise ValueError("tile count does not match the image size")
+    image = np.empty((-(-height // tile_length) * tile_length, across * tile_width), dtype)
+    for tile, offset in enumerate(offsets):
+        top, left = (tile // across) * tile_length, (tile % across) * tile_width
+        pixels = np.frombuffer(data, dtype, tile_length * tile_width, offset)
+        image[top : top + tile_length, left : left + tile_width] = pixels.reshape(tile_length, tile_width)
+    return image[:height, :width]

@@ -1,0 +1,125 @@
+"""The direct GeoTIFF reader against rasterio, on every layout GDAL writes for one band."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from benloss.archive import ArchiveError, decode_band
+from benloss.geotiff import read_uncompressed
+
+EXAMPLE = Path(__file__).parent / "data" / "BigEarthNet-S2-Example.tar.bz2"
+
+
+def geotiff(array: np.ndarray, **options) -> bytes:
+    """GeoTIFF bytes as GDAL writes them; ``options`` are creation options (tiling, compression, endianness)."""
+    count = 1 if array.ndim == 2 else array.shape[0]
+    profile = {"driver": "GTiff", "height": array.shape[-2], "width": array.shape[-1], "count": count,
+               "dtype": array.dtype.name, "crs": "EPSG:32633", "transform": from_origin(4e5, 5e6, 10, 10),
+               **options}  # fmt: skip
+    with rasterio.MemoryFile() as memory:
+        with memory.open(**profile) as dataset:
+            dataset.write(array if array.ndim == 3 else array[None])
+        return memory.read()
+
+
+def rasterio_read(data: bytes) -> np.ndarray:
+    with rasterio.MemoryFile(data) as memory, memory.open() as dataset:
+        return dataset.read(1)
+
+
+@pytest.fixture
+def pixels() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 2**16, size=(60, 60), dtype=np.uint16)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"blockysize": 7},
+        {"blockysize": 60},
+        {"tiled": True, "blockxsize": 16, "blockysize": 16},
+        {"tiled": True, "blockxsize": 32, "blockysize": 48},
+        {"ENDIANNESS": "BIG"},
+        {"ENDIANNESS": "BIG", "tiled": True, "blockxsize": 16, "blockysize": 16},
+    ],
+    ids=["default", "strips-of-7", "one-strip", "tiles-16", "tiles-32x48", "big-endian", "big-endian-tiles"],
+)
+def test_uncompressed_layouts_read_like_rasterio(pixels, options):
+    data = geotiff(pixels, **options)
+    array = read_uncompressed(data)
+    assert array is not None
+    assert array.dtype == np.uint16 and array.dtype.isnative
+    np.testing.assert_array_equal(array, rasterio_read(data))
+    np.testing.assert_array_equal(array, pixels)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint32"])
+def test_other_unsigned_widths_keep_their_dtype(dtype):
+    pixels = np.arange(400, dtype=dtype).reshape(20, 20) * 3
+    array = read_uncompressed(geotiff(pixels))
+    assert array is not None and array.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(array, pixels)
+
+
+@pytest.mark.parametrize(
+    ("array", "options"),
+    [
+        (np.ones((20, 20), np.uint16), {"compress": "deflate"}),
+        (np.ones((20, 20), np.uint16), {"compress": "lzw", "predictor": 2}),
+        (np.ones((20, 20), np.int16), {}),
+        (np.ones((20, 20), np.float32), {}),
+        (np.ones((2, 20, 20), np.uint16), {}),
+        (np.ones((20, 20), np.uint16), {"BIGTIFF": "YES"}),
+    ],
+    ids=["deflate", "lzw", "signed", "float", "two-bands", "bigtiff"],
+)
+def test_layouts_it_does_not_handle_are_left_to_rasterio(array, options):
+    assert read_uncompressed(geotiff(array, **options)) is None
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"not a tiff at all", b"II*\x00\xff\xff\xff\xff", b"MM\x00*\x00\x00\x00\x08\x00"]
+)
+def test_garbage_is_not_read(data):
+    assert read_uncompressed(data) is None
+
+
+def test_truncated_pixels_are_not_read(pixels):
+    data = geotiff(pixels)
+    assert read_uncompressed(data[: len(data) // 2]) is None
+
+
+def test_real_bigearthnet_bands_are_read_directly():
+    """Every band of the real example patches takes the direct path and equals rasterio's read."""
+    checked = 0
+    with tarfile.open(EXAMPLE) as tar:
+        for member in tar:
+            if member.name.endswith(".tif"):
+                data = tar.extractfile(member).read()
+                array = read_uncompressed(data)
+                assert array is not None, member.name
+                np.testing.assert_array_equal(array, rasterio_read(data))
+                checked += 1
+    assert checked >= 12
+
+
+def test_decode_band_falls_back_to_rasterio_for_compressed_bands(pixels):
+    np.testing.assert_array_equal(decode_band(geotiff(pixels, compress="deflate"), "P", "B05"), pixels)
+
+
+def test_decode_band_checks_what_either_reader_returns():
+    with pytest.raises(ArchiveError, match=r"P_B01\.tif: dtype uint8, expected uint16"):
+        decode_band(geotiff(np.ones((20, 20), np.uint8)), "P", "B01")
+    with pytest.raises(ArchiveError, match=r"P_B01\.tif: dtype int16, expected uint16"):
+        decode_band(geotiff(np.ones((20, 20), np.int16)), "P", "B01")
+    with pytest.raises(ArchiveError, match=r"P_B01\.tif: 2 bands, expected 1"):
+        decode_band(geotiff(np.ones((2, 20, 20), np.uint16)), "P", "B01")
+    with pytest.raises(ArchiveError, match=r"P_B01\.tif: not a readable GeoTIFF"):
+        decode_band(b"II*\x00garbage", "P", "B01")
