@@ -250,16 +250,19 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, epoch: int) -> tuple[float, dict, np.ndarray]:
+        """Validation loss, metrics and scores; batches stay on the device and come back to the host once."""
         self.model.eval()
         plan = batch_plan(self.val_split.n_images, max(self.config.batch_size, 256), False, self.config.seed, epoch)
-        metrics = MultiLabelMetrics(self.val_split.arrays["labels"].shape[1])
-        total, scores_all = 0.0, []
+        scores, labels, losses = [], [], []
         for batch in self._batches(self.val_split, plan):
-            scores = self._scores(batch).float()
-            total += self.loss(scores, batch["labels"]).item() * len(scores)
-            metrics.update(self.loss.predict(scores), batch["labels"])
-            scores_all.append(scores.cpu().numpy())
-        return total / self.val_split.n_images, metrics.compute(), np.concatenate(scores_all)
+            scores.append(self._scores(batch).float())
+            labels.append(batch["labels"])
+            losses.append(self.loss(scores[-1], labels[-1]).double() * len(scores[-1]))
+        all_scores, all_labels = torch.cat(scores), torch.cat(labels)
+        metrics = MultiLabelMetrics(all_labels.shape[1])
+        metrics.update(self.loss.predict(all_scores), all_labels)
+        total = float(torch.stack(losses).double().sum())
+        return total / self.val_split.n_images, metrics.compute(), all_scores.cpu().numpy()
 
     # -- the whole run -----------------------------------------------------------------------------
     def run(self) -> pd.DataFrame:
