@@ -268,6 +268,22 @@ def ratios(rows: list[dict], width: int) -> list[dict]:
     return result
 
 
+def bench_data(args: argparse.Namespace, patches: int) -> list[dict]:
+    """Encoding and loading rows (and the demo study's wall time if asked) on a fresh demo archive."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        make_demo_archive(work / "archive", SynthConfig(patches=patches, seed=0))
+        archive = work / "archive" / "BigEarthNet-demo.tar.gz"
+        run_labels(archive, list_paths(work / "archive" / "lists"), work / "labels")
+        n_kept = sum(count_lines(work / "archive" / "lists" / f"{split}.csv") for split in ("train", "val", "test"))
+        rows = bench_encoding(work, archive, n_kept)
+        rows += bench_loading(work, work / "encoded", batch_size=8 if args.quick else 64,
+                              batches=2 if args.quick else 40, device=args.device)  # fmt: skip
+        if args.end_to_end:
+            rows += bench_end_to_end(work)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
@@ -276,6 +292,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--variants", default="fp32", help="comma-separated training variants, e.g. "
                         "fp32,bf16,bf16+channels-last,bf16+channels-last+compile")  # fmt: skip
     parser.add_argument("--end-to-end", action="store_true", help="also time the demo study")
+    parser.add_argument("--training-only", action="store_true",
+                        help="training rows only (needs torch, not rasterio, lmdb or safetensors)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "results.csv")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
@@ -287,19 +305,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     patches = 40 if args.quick else args.patches
     widths, batch, steps = ([16], 8, 1) if args.quick else ([128, 1024], 256, 2)
     torch.set_num_threads(os.cpu_count() or 1)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        make_demo_archive(work / "archive", SynthConfig(patches=patches, seed=0))
-        archive = work / "archive" / "BigEarthNet-demo.tar.gz"
-        run_labels(archive, list_paths(work / "archive" / "lists"), work / "labels")
-        n_kept = sum(count_lines(work / "archive" / "lists" / f"{split}.csv") for split in ("train", "val", "test"))
-        rows = bench_encoding(work, archive, n_kept)
-        rows += bench_loading(work, work / "encoded", batch_size=8 if args.quick else 64,
-                              batches=2 if args.quick else 40, device=args.device)  # fmt: skip
-        rows += bench_training(widths, batch, steps, args.device, variants)
+    rows = [] if args.training_only else bench_data(args, patches)
+    rows += bench_training(widths, batch, steps, args.device, variants)
+    if not args.training_only:
         rows += ratios(rows, max(widths))
-        if args.end_to_end:
-            rows += bench_end_to_end(work)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["benchmark", "method", "value", "unit"])

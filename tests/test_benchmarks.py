@@ -1,6 +1,8 @@
 """The benchmark script keeps working (a smoke test at tiny sizes; speed is never asserted)."""
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 
@@ -32,3 +34,16 @@ def test_benchmark_rejects_unknown_variants(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--variants", "fp32,fp8"])
     assert "unknown variant 'fp8'" in capsys.readouterr().err
+
+
+def test_training_rows_need_torch_alone(tmp_path):
+    """A GPU machine may lack the data stack: --training-only runs with rasterio, lmdb and safetensors missing."""
+    blocker = (
+        "import sys, runpy; sys.modules.update(rasterio=None, lmdb=None, safetensors=None); "
+        f"sys.argv = ['run.py', '--quick', '--training-only', '--out', {str(tmp_path / 'r.csv')!r}]; "
+        f"runpy.run_path({str(ROOT / 'benchmarks' / 'run.py')!r}, run_name='__main__')"
+    )
+    subprocess.run([sys.executable, "-c", blocker], check=True, capture_output=True, cwd=tmp_path)
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0] == "benchmark,method,value,unit" and len(lines) > 1
+    assert all(line.startswith("train,") for line in lines[1:])
