@@ -107,6 +107,25 @@ def test_non_finite_loss_names_its_batch_between_syncs(demo_encoded, demo_labels
     assert len(calls) == (4 if sync_steps == 2 else n_batches)
 
 
+@pytest.mark.parametrize("sync_steps", [1, 100])
+def test_epoch_totals_do_not_depend_on_the_read_backs(demo_encoded, demo_labels, tmp_path, monkeypatch, sync_steps):
+    """Read-backs every step (ending on one: nothing left to check at the end) or once: the same image-weighted mean."""
+    monkeypatch.setattr("benloss.train.SYNC_STEPS", sync_steps)
+    trainer = Trainer(config(loss="cel", batch_size=4), demo_encoded, demo_labels / "class_counts.csv", tmp_path)
+    real, seen = trainer.loss, []
+
+    def recorded(scores, targets):
+        value = real(scores, targets)
+        seen.append((value.item(), len(scores)))
+        return value
+
+    monkeypatch.setattr(trainer, "loss", recorded)
+    mean_loss, zero_grad, images = trainer.train_epoch(1)
+    assert images == sum(n for _, n in seen) == trainer.train_split.n_images // 4 * 4
+    assert mean_loss == pytest.approx(sum(value * n for value, n in seen) / images, rel=1e-12)
+    assert 0.0 <= zero_grad <= 1.0
+
+
 def test_sigterm_saves_and_exits_then_resumes(demo_encoded, demo_labels, tmp_path):
     out = tmp_path / "job"
     command = [

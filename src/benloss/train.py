@@ -241,6 +241,8 @@ class Trainer:
 
     def _check_finite(self, losses: list[Tensor], start: int, epoch: int) -> int:
         """Raise on the first non-finite loss from ``start`` on (one host sync); returns the next start."""
+        if start == len(losses):
+            return start
         recent = torch.stack(losses[start:]).float().cpu()
         bad = (~torch.isfinite(recent)).nonzero()
         if len(bad):
@@ -261,7 +263,7 @@ class Trainer:
         all_scores, all_labels = torch.cat(scores), torch.cat(labels)
         metrics = MultiLabelMetrics(all_labels.shape[1])
         metrics.update(self.loss.predict(all_scores), all_labels)
-        total = float(torch.stack(losses).double().sum())
+        total = float(torch.stack(losses).sum())
         return total / self.val_split.n_images, metrics.compute(), all_scores.cpu().numpy()
 
     # -- the whole run -----------------------------------------------------------------------------
