@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benloss.archive import decode_patch, iter_patches
+from benloss.archive import decode_band_with_rasterio, decode_patch, iter_patches
 from benloss.bands import BAND_GROUPS
 from benloss.data import DeviceResidentSplit, EncodedSplit, batch_plan
 from benloss.encode import encode_archive, read_patch_names
@@ -54,12 +54,12 @@ def bench_encoding(work: Path, archive: Path, n_patches: int) -> list[dict]:
                     work / "archive" / "band_statistics.csv", out)  # fmt: skip
     rows = [{"benchmark": "encode", "method": "tar.gz -> encoded arrays (one stream, 1 core)",
              "value": n_patches / seconds, "unit": "patches/s"}]  # fmt: skip
-    patches = list(iter_patches(archive))
+    patches = list(iter_patches(archive))  # kept for the decoding rows; the timed pass below finds the cache warm
     stream_seconds = timed(lambda: list(iter_patches(archive)))
     rows.append({"benchmark": "encode", "method": "of which: decompress and untar only",
                  "value": len(patches) / stream_seconds, "unit": "patches/s"})  # fmt: skip
     direct = timed(lambda: [decode_patch(patch) for patch in patches])
-    with_gdal = timed(lambda: [[rasterio_decode(p.bands[b]) for b in p.bands] for p in patches])
+    with_gdal = timed(lambda: [[decode_band_with_rasterio(p.bands[b], p.name, b) for b in p.bands] for p in patches])
     rows.append({"benchmark": "encode", "method": "of which: decode 12 bands, direct reader",
                  "value": len(patches) / direct, "unit": "patches/s"})  # fmt: skip
     rows.append({"benchmark": "encode", "method": "decode 12 bands with rasterio instead",
@@ -71,13 +71,6 @@ def bench_encoding(work: Path, archive: Path, n_patches: int) -> list[dict]:
     rows.append({"benchmark": "encode", "method": "extract, then rasterio patch by patch (1 core)",
                  "value": len(names) / (extract_seconds + read_seconds), "unit": "patches/s"})  # fmt: skip
     return rows
-
-
-def rasterio_decode(data: bytes) -> np.ndarray:
-    from rasterio.io import MemoryFile
-
-    with MemoryFile(data) as memory, memory.open() as dataset:
-        return dataset.read(1)
 
 
 def extract(archive: Path, folder: Path) -> None:

@@ -182,7 +182,7 @@ def decode_band(data: bytes, patch: str, band: str) -> np.ndarray:
     """
     array = read_uncompressed(data)
     if array is None:
-        array = _decode_with_rasterio(data, patch, band)
+        array = decode_band_with_rasterio(data, patch, band)
     if array.dtype != DTYPE:
         raise ArchiveError(f"{patch}_{band}.tif: dtype {array.dtype.name}, expected uint16")
     size = BAND_SIZE[band]
@@ -191,7 +191,8 @@ def decode_band(data: bytes, patch: str, band: str) -> np.ndarray:
     return array
 
 
-def _decode_with_rasterio(data: bytes, patch: str, band: str) -> np.ndarray:
+def decode_band_with_rasterio(data: bytes, patch: str, band: str) -> np.ndarray:
+    """Decode one band's GeoTIFF bytes through GDAL: any layout it reads (the fallback of ``decode_band``)."""
     from rasterio.errors import RasterioError
     from rasterio.io import MemoryFile
 
