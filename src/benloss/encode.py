@@ -2,15 +2,19 @@
 
 Layout of the output folder (described again in its ``meta.json``)::
 
-    <split>_10m.npy     (N, 4, 120, 120) uint16   B02 B03 B04 B08
-    <split>_20m.npy     (N, 6, 60, 60)   uint16   B05 B06 B07 B8A B11 B12
-    <split>_60m.npy     (N, 2, 20, 20)   uint16   B01 B09
-    <split>_labels.npy  (N, 19)          uint8    multi-hot, official class order
-    <split>_patches.txt N patch names, row order of the arrays
-    band_statistics.csv the per-band mean/std the trainer normalises with
+    <split>_10m.npy                (N, 4, 120, 120) uint16   B02 B03 B04 B08
+    <split>_20m.npy                (N, 6, 60, 60)   uint16   B05 B06 B07 B8A B11 B12
+    <split>_60m.npy                (N, 2, 20, 20)   uint16   B01 B09
+    <split>_labels.npy             (N, 19)          uint8    multi-hot, official class order
+    <split>_reference_maps.npy     (N, 120, 120)    uint8    class index per pixel, 255 = no class
+                                                             (only for sources with reference maps)
+    <split>_patches.txt            N patch names, row order of the arrays
+    training_band_statistics.csv   band, mean, std, min, max of the training split (exact)
+    band_statistics.csv            the per-band mean/std the trainer normalises with: the source's
+                                   file (v1.0, demo in v1.0 layout) or the training split's (v2.0)
 
 Rows follow ``patches.parquet``; arrays are preallocated on disk and filled as patches stream by, so
-peak memory does not grow with the archive.
+peak memory does not grow with the archive. Reference maps stream in a second pass over their archive.
 """
 
 from __future__ import annotations
@@ -23,48 +27,67 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from benloss.archive import decode_patch, iter_patches
+from benloss.archive import decode_patch
 from benloss.atomic import atomic_outputs
 from benloss.bands import BAND_GROUPS, DTYPE
+from benloss.datasets import Source
+from benloss.datasets.base import iter_reference_maps
+from benloss.datasets.bigearthnet_v1 import BigEarthNetV1
 from benloss.labels import read_label_table
-from benloss.nomenclature import classes, multi_hot
+from benloss.nomenclature import NO_CLASS, classes, multi_hot
 from benloss.splits import SPLITS
+from benloss.training_statistics import FILE_NAME as TRAINING_STATISTICS
+from benloss.training_statistics import BandAccumulator
 
 log = logging.getLogger(__name__)
+REFERENCE_MAPS = "reference_maps"
 
 
 def array_name(split: str, part: str) -> str:
-    """File name of one encoded array, ``part`` a band group name or ``labels``."""
+    """File name of one encoded array, ``part`` a band group name, ``labels`` or ``reference_maps``."""
     return f"{split}_{part}.npy"
 
 
 def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outdir: Path) -> dict:
-    """Encode the kept patches of ``label_table`` from ``archive`` into ``outdir`` (written atomically)."""
+    """Encode a v1.0 archive normalised by ``band_statistics`` (the shortcut of ``encode`` for v1.0)."""
+    return encode(BigEarthNetV1(Path(archive), {}, Path(band_statistics)), label_table, outdir)
+
+
+def encode(source: Source, label_table: Path, outdir: Path) -> dict:
+    """Encode the kept patches of ``label_table`` from ``source`` into ``outdir`` (written atomically)."""
     table = read_label_table(label_table)
     slot = {
         name: (split, row) for split in SPLITS for row, name in enumerate(table.loc[table["split"] == split, "patch"])
     }
     sizes = {split: int((table["split"] == split).sum()) for split in SPLITS}
+    with_maps = source.reference_maps is not None
     with atomic_outputs(Path(outdir)) as (tmp,):
         tmp.mkdir()
-        arrays = _allocate(tmp, sizes)
+        arrays = _allocate(tmp, sizes, with_maps)
         for split in SPLITS:
             rows = table[table["split"] == split]
             (tmp / f"{split}_patches.txt").write_text("".join(f"{name}\n" for name in rows["patch"]))
             for row, labels in enumerate(rows["labels"]):
                 arrays[split]["labels"][row] = multi_hot(labels)
-        filled = _fill(archive, slot, arrays)
-        missing = sorted(set(slot) - filled)
-        if missing:
-            raise ValueError(
-                f"{archive}: {len(missing)} labelled patch(es) not found in the archive, e.g. {missing[0]}"
-            )
+        statistics = BandAccumulator()
+        _check_all_filled(source.archive, slot, _fill(source, slot, arrays, statistics))
+        if with_maps:
+            _check_all_filled(source.reference_maps, slot, _fill_maps(source.reference_maps, slot, arrays))
         for split_arrays in arrays.values():
             for array in split_arrays.values():
                 array.flush()
-        shutil.copyfile(band_statistics, tmp / "band_statistics.csv")
+        statistics.write_csv(tmp / TRAINING_STATISTICS)
+        if source.band_statistics is None:
+            statistics.band_statistics().write_csv(tmp / "band_statistics.csv")
+        else:
+            shutil.copyfile(source.band_statistics, tmp / "band_statistics.csv")
         meta = {
-            "source": str(archive),
+            "dataset": source.dataset,
+            "version": source.version,
+            "description": source.describe(),
+            "source": str(source.archive),
+            "reference_maps": str(source.reference_maps) if with_maps else None,
+            "normalisation": "training split" if source.band_statistics is None else str(source.band_statistics),
             "dtype": np.dtype(DTYPE).name,
             "groups": {g.name: {"bands": list(g.bands), "size": g.size} for g in BAND_GROUPS},
             "classes": list(classes()),
@@ -75,7 +98,7 @@ def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outd
     return meta
 
 
-def _allocate(folder: Path, sizes: dict[str, int]) -> dict[str, dict[str, np.memmap]]:
+def _allocate(folder: Path, sizes: dict[str, int], with_maps: bool) -> dict[str, dict[str, np.memmap]]:
     arrays: dict[str, dict[str, np.memmap]] = {}
     for split, n in sizes.items():
         arrays[split] = {
@@ -87,23 +110,54 @@ def _allocate(folder: Path, sizes: dict[str, int]) -> dict[str, dict[str, np.mem
         arrays[split]["labels"] = np.lib.format.open_memmap(
             folder / array_name(split, "labels"), mode="w+", dtype=np.uint8, shape=(n, len(classes()))
         )
+        if with_maps:
+            maps = np.lib.format.open_memmap(
+                folder / array_name(split, REFERENCE_MAPS), mode="w+", dtype=np.uint8, shape=(n, 120, 120)
+            )
+            maps[:] = NO_CLASS
+            arrays[split][REFERENCE_MAPS] = maps
     return arrays
 
 
-def _fill(archive: Path, slot: dict[str, tuple[str, int]], arrays: dict[str, dict[str, np.memmap]]) -> set[str]:
-    """Decode the wanted patches as they stream by and write each into its row."""
+def _fill(
+    source: Source,
+    slot: dict[str, tuple[str, int]],
+    arrays: dict[str, dict[str, np.memmap]],
+    statistics: BandAccumulator,
+) -> set[str]:
+    """Decode the wanted patches as they stream by, write each into its row and count the training ones."""
     filled: set[str] = set()
     with tqdm(total=len(slot), desc="encode", unit=" patches", mininterval=2) as progress:
-        for patch in iter_patches(archive, read_bands=True, wanted=set(slot)):
+        for patch in source.iter_patches(wanted=set(slot)):
             if patch.name not in slot:
                 continue
             split, row = slot[patch.name]
             bands = decode_patch(patch)
             for group in BAND_GROUPS:
                 arrays[split][group.name][row] = np.stack([bands[b] for b in group.bands])
+            if split == "train":
+                statistics.add(bands)
             filled.add(patch.name)
             progress.update()
     return filled
+
+
+def _fill_maps(path: Path, slot: dict[str, tuple[str, int]], arrays: dict[str, dict[str, np.memmap]]) -> set[str]:
+    """Write each wanted patch's class-index reference map into its row."""
+    filled: set[str] = set()
+    with tqdm(total=len(slot), desc="reference maps", unit=" maps", mininterval=2) as progress:
+        for name, class_map in iter_reference_maps(path, wanted=set(slot)):
+            split, row = slot[name]
+            arrays[split][REFERENCE_MAPS][row] = class_map
+            filled.add(name)
+            progress.update()
+    return filled
+
+
+def _check_all_filled(archive: Path, slot: dict[str, tuple[str, int]], filled: set[str]) -> None:
+    missing = sorted(set(slot) - filled)
+    if missing:
+        raise ValueError(f"{archive}: {len(missing)} labelled patch(es) not found in the archive, e.g. {missing[0]}")
 
 
 def open_encoded(folder: Path, split: str, mode: str = "r") -> dict[str, np.ndarray]:
@@ -111,6 +165,12 @@ def open_encoded(folder: Path, split: str, mode: str = "r") -> dict[str, np.ndar
     folder = Path(folder)
     parts = [g.name for g in BAND_GROUPS] + ["labels"]
     return {part: np.load(folder / array_name(split, part), mmap_mode=mode) for part in parts}
+
+
+def read_reference_maps(folder: Path, split: str) -> np.ndarray | None:
+    """One split's (N, 120, 120) class-index reference maps, or None where the source has none."""
+    path = Path(folder) / array_name(split, REFERENCE_MAPS)
+    return np.load(path, mmap_mode="r") if path.exists() else None
 
 
 def read_patch_names(folder: Path, split: str) -> list[str]:
