@@ -11,19 +11,40 @@ from pathlib import Path
 log = logging.getLogger("benloss")
 
 
-def _lists(args: argparse.Namespace) -> dict[str, Path]:
-    return {name: Path(getattr(args, name)) for name in ("train", "val", "test", "snow", "cloud")}
+LISTS = ("train", "val", "test", "snow", "cloud")
 
 
-def _add_lists(parser: argparse.ArgumentParser) -> None:
-    for name in ("train", "val", "test", "snow", "cloud"):
-        parser.add_argument(f"--{name}", required=True, help=f"the {name} list (one patch name per line)")
+def _source(args: argparse.Namespace):
+    from benloss.datasets import open_source
+
+    given = [getattr(args, name) for name in LISTS]
+    lists = None if None in given else {name: Path(getattr(args, name)) for name in LISTS}
+    return open_source(
+        args.dataset, args.layout, args.archive, reference_maps=args.reference_maps, metadata=args.metadata,
+        exclusions=args.exclusions, lists=lists, band_statistics=args.band_statistics,
+    )  # fmt: skip
+
+
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    from benloss.datasets import DATASETS
+
+    parser.add_argument("--dataset", choices=DATASETS, required=True, help="which data source the files are")
+    parser.add_argument(
+        "--layout", choices=("v1", "v2"), default="v1", help="the demo's layout (BigEarthNet v1.0/v2.0)"
+    )
+    parser.add_argument("--archive", type=Path, required=True, help="the Sentinel-2 archive (tar file or folder)")
+    parser.add_argument("--reference-maps", type=Path, help="the reference-map archive (v2.0 and the demo)")
+    parser.add_argument("--metadata", type=Path, help="metadata.parquet (v2.0 layout)")
+    parser.add_argument("--exclusions", type=Path, help="the snow/cloud/shadow metadata parquet (v2.0 layout)")
+    for name in LISTS:
+        parser.add_argument(f"--{name}", help=f"the {name} list, one patch name per line (v1.0 layout)")
+    parser.add_argument("--band-statistics", type=Path, help="band,mean,std file that normalises (v1.0 layout)")
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
     from benloss.synth import SynthConfig, make_demo_archive
 
-    make_demo_archive(args.out, SynthConfig(patches=args.patches, seed=args.seed))
+    make_demo_archive(args.out, SynthConfig(patches=args.patches, seed=args.seed, format=args.format))
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -33,15 +54,15 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 
 def cmd_labels(args: argparse.Namespace) -> None:
-    from benloss.labels import run_labels
+    from benloss.labels import write_labels
 
-    run_labels(args.archive, _lists(args), args.out)
+    write_labels(_source(args), args.out)
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    from benloss.encode import encode_archive
+    from benloss.encode import encode
 
-    encode_archive(args.archive, args.labels, args.band_statistics, args.out)
+    encode(_source(args), args.labels, args.out)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -95,6 +116,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--patches", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("v1", "v2"), default="v1", help="BigEarthNet v1.0 or v2.0 layout")
     p.set_defaults(func=cmd_synth)
 
     p = steps.add_parser("download", help="download an archive with resume and md5 verification")
@@ -105,15 +127,13 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_download)
 
     p = steps.add_parser("labels", help="BigEarthNet-19 labels, splits and exclusions of every patch")
-    p.add_argument("--archive", type=Path, required=True)
-    _add_lists(p)
+    _add_source(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=cmd_labels)
 
     p = steps.add_parser("encode", help="encode the kept patches into memory-mappable arrays")
-    p.add_argument("--archive", type=Path, required=True)
+    _add_source(p)
     p.add_argument("--labels", type=Path, required=True, help="patches.parquet")
-    p.add_argument("--band-statistics", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_encode)
 

@@ -88,7 +88,10 @@ def open_source(
     lists: Mapping[str, Path] | None = None,
     band_statistics: Path | None = None,
 ) -> Source:
-    """The source of ``dataset`` in ``layout`` (``v1`` or ``v2``), checking that its files are all named."""
+    """The source of ``dataset`` in ``layout`` (``v1`` or ``v2``), checking that its label files are named.
+
+    ``reference_maps`` is optional: the label stage does not read them, and without them none are encoded.
+    """
     from benloss.datasets.bigearthnet_v1 import BigEarthNetV1
     from benloss.datasets.bigearthnet_v2 import BigEarthNetV2
 
@@ -96,18 +99,12 @@ def open_source(
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if dataset != "demo":
         layout = dataset.removeprefix("bigearthnet-")
-    demo = dataset == "demo"
     if layout == "v1":
-        _require(
-            dataset,
-            lists=lists,
-            band_statistics=band_statistics,
-            **({"reference_maps": reference_maps} if demo else {}),
-        )
+        _require(dataset, lists=lists, band_statistics=band_statistics)
         return BigEarthNetV1(Path(archive), dict(lists), Path(band_statistics), _path(reference_maps), dataset)
     if layout == "v2":
-        _require(dataset, reference_maps=reference_maps, metadata=metadata, exclusions=exclusions)
-        return BigEarthNetV2(Path(archive), Path(reference_maps), Path(metadata), Path(exclusions), dataset)
+        _require(dataset, metadata=metadata, exclusions=exclusions)
+        return BigEarthNetV2(Path(archive), _path(reference_maps), Path(metadata), Path(exclusions), dataset)
     raise ValueError(f"unknown layout {layout!r}; expected v1 or v2")
 
 

@@ -40,7 +40,7 @@ class BigEarthNetV2:
     """A v2.0 Sentinel-2 archive, its reference maps and its two metadata files."""
 
     archive: Path
-    reference_maps: Path
+    reference_maps: Path | None
     metadata: Path
     exclusions: Path
     dataset: str = "bigearthnet-v2"
