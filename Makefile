@@ -30,6 +30,8 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --cores 1
 	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet.yaml
+	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet_v2.yaml
+	$(BIN)/snakemake --lint --cores 1 --configfile .test/config/config_v2.yaml
 
 report: setup
 	$(BIN)/snakemake --cores 1 --report results/demo/snakemake-report.zip
