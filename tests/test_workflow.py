@@ -78,6 +78,47 @@ def test_paper_config_shows_the_full_plan_without_any_file():
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
 
 
+def test_v2_config_shows_the_full_plan_without_any_file():
+    result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet_v2.yaml"), "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    for rule, count in (("download", 4), ("labels", 1), ("encode", 1), ("train", 7), ("report", 1)):
+        assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
+
+
+def test_v2_local_copies_skip_their_downloads(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "bigearthnet_v2.yaml").read_text())
+    config["data"]["v2"] |= {
+        "s2": str(tmp_path / "BigEarthNet-S2"),
+        "metadata": "resources/bigearthnet_v2/metadata.parquet",
+    }
+    (tmp_path / "BigEarthNet-S2").mkdir()
+    path = tmp_path / "v2.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    assert any(line.split() == ["download", "2"] for line in text.splitlines()), text[-2000:]
+    assert f"--archive {tmp_path / 'BigEarthNet-S2'}" in text
+
+
+@pytest.mark.slow
+def test_demo_in_v2_layout_runs_through_the_data_stages():
+    results = ROOT / "results" / "tiny-v2"
+    shutil.rmtree(results, ignore_errors=True)
+    config = str(ROOT / ".test" / "config" / "config_v2.yaml")
+    result = snakemake(f"{results.relative_to(ROOT)}/encoded", "--cores", "2", "--configfile", config, "--quiet")
+    assert result.returncode == 0, result.stderr[-4000:]
+    meta = json.loads((results / "encoded" / "meta.json").read_text())
+    assert (meta["dataset"], meta["version"]) == ("demo", "2.0")
+    summary = json.loads((results / "labels" / "summary.json").read_text())
+    assert meta["splits"] == summary["kept"] and sum(summary["kept"].values()) > 30
+    for split in ("train", "val", "test"):
+        maps = np.load(results / "encoded" / f"{split}_reference_maps.npy")
+        assert maps.shape == (meta["splits"][split], 120, 120) and maps.dtype == np.uint8
+    assert (results / "encoded" / "training_band_statistics.csv").exists()
+
+
 def test_paper_config_has_the_papers_settings():
     from benloss import paper
 
@@ -95,6 +136,7 @@ def test_paper_config_has_the_papers_settings():
         ({"training": {"epochz": 3}}, "epochz"),
         ({"model": {"width": "wide"}}, "wide"),
         ({"data": {"source": "s3"}}, "s3"),
+        ({"data": {"demo": {"format": "v3"}}}, "v3"),
     ],
 )
 def test_wrong_config_stops_with_a_message_naming_the_key(tmp_path, change, message):
