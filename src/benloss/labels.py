@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,9 +22,9 @@ log = logging.getLogger(__name__)
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Number of patches per class (rows, official order) and split (columns)."""
     counts = pd.DataFrame(0, index=pd.Index(classes(), name="class"), columns=list(SPLITS), dtype=int)
-    for split, group in table.groupby("split", observed=False):
-        for labels in group["labels"]:
-            counts.loc[list(labels), split] += 1
+    for split in SPLITS:
+        tally = Counter(name for labels in table.loc[table["split"] == split, "labels"] for name in labels)
+        counts[split] = [tally[name] for name in classes()]
     counts["total"] = counts[list(SPLITS)].sum(axis=1)
     return counts
 
