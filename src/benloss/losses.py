@@ -1,7 +1,9 @@
 """The multi-label losses of the study, one registry, ids in the paper's abbreviations.
 
 The paper's seven (CEL, FL, W-CEL, HAL, HL, RL, SML) come first, in its order; ASL and ZLPR are later
-additions compared under the same protocol, marked ``in_paper=False`` in their metadata. Every loss takes raw scores ``z`` (N, C) and multi-hot targets ``y`` in {0, 1} of the same shape and
+additions compared under the same protocol, marked ``in_paper=False`` in their metadata.
+
+Every loss takes raw scores ``z`` (N, C) and multi-hot targets ``y`` in {0, 1} of the same shape and
 returns the per-image loss averaged over the batch. Per-image losses sum over classes as in the
 paper's equations, except HAL, which the paper defines as a mean over classes. Each loss also has its
 own decision rule, ``predict``, and metadata the report reads.
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
 
 @dataclass(frozen=True)
 class LossInfo:
