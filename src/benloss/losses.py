@@ -201,7 +201,7 @@ class AsymmetricLoss(MultiLabelLoss):
 
     info = LossInfo(
         "asl", "ASL", "Asymmetric", False, True, "Ridnik et al. 2021, ICCV",
-        "later addition; differentiable for γ− > 0, kinked at p = m when γ− = 0", in_paper=False,
+        "differentiable for γ− > 0; kinked at p = m when γ− = 0", in_paper=False,
     )  # fmt: skip
 
     def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, margin: float = 0.05) -> None:
@@ -234,7 +234,7 @@ class ZeroBoundedLogSumExp(MultiLabelLoss):
 
     info = LossInfo(
         "zlpr", "ZLPR", "Zero-bounded log-sum-exp & pairwise rank-based", True, True,
-        "Su et al. 2022, arXiv:2208.02955", "later addition", in_paper=False,
+        "Su et al. 2022, arXiv:2208.02955", "its threshold z = 0 is built into the loss", in_paper=False,
     )  # fmt: skip
 
     def per_image(self, z: Tensor, y: Tensor) -> Tensor:
