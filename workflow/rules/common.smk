@@ -14,8 +14,14 @@ RESULTS = f"results/{RUN}"
 SOURCE = config["data"]["source"]
 DEMO = SOURCE == "demo"
 # The dataset name the package knows, and the layout its files follow (BigEarthNet v1.0 or v2.0).
-DATASET = {"demo": "demo", "bigearthnet": "bigearthnet-v1", "bigearthnet-v2": "bigearthnet-v2"}[SOURCE]
-LAYOUT = config["data"]["demo"]["format"] if DEMO else DATASET.removeprefix("bigearthnet-")
+DATASET = {
+    "demo": "demo",
+    "bigearthnet": "bigearthnet-v1",
+    "bigearthnet-v2": "bigearthnet-v2",
+}[SOURCE]
+LAYOUT = (
+    config["data"]["demo"]["format"] if DEMO else DATASET.removeprefix("bigearthnet-")
+)
 LOSSES = config["training"]["losses"]
 SEEDS = config["training"]["seeds"]
 LIST_NAMES = ["train", "val", "test", "snow", "cloud"]
@@ -65,7 +71,7 @@ wildcard_constraints:
 
 
 def demo_outputs():
-    """The synth rule's outputs: the demo's files in its layout, and its region masks."""
+    """Outputs of synth (the demo files of its layout, and its region masks)."""
     files = DEMO_FILES[config["data"]["demo"]["format"]]
     return {key: f"{DEMO_ARCHIVE}/{file}" for key, file in files.items()} | {
         "masks": f"{DEMO_ARCHIVE}/masks.npz"
@@ -79,7 +85,7 @@ def v2_path(role):
 
 
 def downloads():
-    """Every file the download rule may fetch, by output path: {url, md5, retries}."""
+    """Every file to download, by output path, with its url, md5 and retries."""
     if SOURCE == "bigearthnet" and not config["data"]["archive"]:
         download = config["data"]["download"]
         return {download["path"]: download}
@@ -111,15 +117,21 @@ def source_files(stage):
     files = {}
     if LAYOUT == "v1":
         files["archive"] = archive_path()
-        files["band_statistics"] = demo.get("statistics", config["data"]["band_statistics"])
-        files |= {name: demo.get(name, config["data"]["lists"][name]) for name in LIST_NAMES}
+        files["band_statistics"] = demo.get(
+            "statistics", config["data"]["band_statistics"]
+        )
+        files |= {
+            name: demo.get(name, config["data"]["lists"][name]) for name in LIST_NAMES
+        }
     else:
         files["metadata"] = demo.get("metadata") or v2_path("metadata")
         files["exclusions"] = demo.get("exclusions") or v2_path("exclusions")
     if stage == "encode":
         files["archive"] = archive_path()
         if DEMO or LAYOUT == "v2":
-            files["reference_maps"] = demo.get("reference_maps") or v2_path("reference_maps")
+            files["reference_maps"] = demo.get("reference_maps") or v2_path(
+                "reference_maps"
+            )
     return files
 
 

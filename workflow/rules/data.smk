@@ -6,7 +6,7 @@ rule synth:
     conda:
         "../../envs/data.yaml"
     params:
-        outdir=DEMO_ARCHIVE,
+        outdir=output_folder,
         patches=config["data"]["demo"]["patches"],
         seed=config["data"]["demo"]["seed"],
         format=config["data"]["demo"]["format"],
@@ -18,10 +18,10 @@ rule synth:
 rule download:
     output:
         "{download}",
-    wildcard_constraints:
-        download="|".join(re.escape(path) for path in DOWNLOADS) or "(?!)",
     log:
         f"{RESULTS}/logs/download/{{download}}.log",
+    wildcard_constraints:
+        download="|".join(re.escape(path) for path in DOWNLOADS) or "(?!)",
     conda:
         "../../envs/data.yaml"
     params:
