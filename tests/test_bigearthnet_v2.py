@@ -61,11 +61,13 @@ def v2_source(tmp_path: Path, archive: Path, maps: Path | None, dataset: str = "
 
 
 def label_table_of(tmp_path: Path, patches: list[str]) -> Path:
-    """patches.parquet for some real patches, their labels and splits from the official metadata."""
+    """patches.parquet for some real patches with their official labels, all in the training split.
+
+    (v2.0 normalises with the training split's statistics, so an encoded folder needs training patches.)
+    """
     metadata = pd.read_parquet(SHIPPED / METADATA).set_index("patch_id").loc[patches]
-    split = metadata["split"].map({"train": "train", "validation": "val", "test": "test"})
     labels = [list(v) for v in metadata["labels"]]
-    table = pd.DataFrame({"patch": patches, "split": split.to_numpy(), "labels": labels, "original_labels": labels})
+    table = pd.DataFrame({"patch": patches, "split": "train", "labels": labels, "original_labels": labels})
     path = tmp_path / "patches.parquet"
     table.to_parquet(path, index=False)
     return path
@@ -152,14 +154,14 @@ def test_real_bands_and_map_encode_bit_identically(tmp_path, form):
     archive = REAL / "BigEarthNet-S2" if form == "folder" else tar_of(REAL / "BigEarthNet-S2", tmp_path / form)
     maps = REAL / "Reference_Maps" if form == "folder" else tar_of(REAL / "Reference_Maps", tmp_path / f"m{form}")
     meta = encode(v2_source(tmp_path, archive, maps), label_table_of(tmp_path, [TEST_PATCH]), tmp_path / "enc")
-    assert meta["splits"] == {"train": 0, "val": 0, "test": 1}
-    arrays = open_encoded(tmp_path / "enc", "test")
+    assert meta["splits"] == {"train": 1, "val": 0, "test": 0}
+    arrays = open_encoded(tmp_path / "enc", "train")
     folder = REAL / "BigEarthNet-S2" / TILE / TEST_PATCH
     for group in BAND_GROUPS:
         for channel, band in enumerate(group.bands):
             with rasterio.open(folder / f"{TEST_PATCH}_{band}.tif") as dataset:
                 assert np.array_equal(arrays[group.name][0, channel], dataset.read(1)), band
-    class_map = read_reference_maps(tmp_path / "enc", "test")[0]
+    class_map = read_reference_maps(tmp_path / "enc", "train")[0]
     assert class_map.dtype == np.uint8 and class_map.shape == (120, 120)
     assert reference_map_labels(class_map) == ["Arable land", "Pastures", "Broad-leaved forest", "Mixed forest"]
     with rasterio.open(REAL / "Reference_Maps" / TILE / TEST_PATCH / f"{TEST_PATCH}_reference_map.tif") as dataset:
@@ -171,8 +173,8 @@ def test_real_bands_and_map_encode_bit_identically(tmp_path, form):
 def test_a_source_without_maps_encodes_none(tmp_path):
     table = label_table_of(tmp_path, [VAL_PATCH, TEST_PATCH])
     encode(v2_source(tmp_path, REAL / "BigEarthNet-S2", None), table, tmp_path / "enc")
-    assert read_patch_names(tmp_path / "enc", "val") == [VAL_PATCH]
-    assert read_reference_maps(tmp_path / "enc", "val") is None
+    assert read_patch_names(tmp_path / "enc", "train") == [VAL_PATCH, TEST_PATCH]
+    assert read_reference_maps(tmp_path / "enc", "train") is None
 
 
 def _copy_real(tmp_path: Path) -> Path:
@@ -181,11 +183,15 @@ def _copy_real(tmp_path: Path) -> Path:
     return root
 
 
-def test_a_patch_missing_from_the_archive_names_it(tmp_path):
+def test_a_patch_missing_from_an_archive_names_it(tmp_path):
+    maps = REAL / "Reference_Maps"  # holds the test patch's map only
     table = label_table_of(tmp_path, [VAL_PATCH, TEST_PATCH])
-    archive = REAL / "BigEarthNet-S2"
-    with pytest.raises(ValueError, match=f"{archive}: 1 labelled patch.*{VAL_PATCH}"):
-        encode(v2_source(tmp_path, archive, REAL / "Reference_Maps"), table, tmp_path / "enc")
+    with pytest.raises(ValueError, match=f"{maps}: 1 labelled patch.*{VAL_PATCH}"):
+        encode(v2_source(tmp_path, REAL / "BigEarthNet-S2", maps), table, tmp_path / "enc")
+    root = _copy_real(tmp_path)
+    shutil.rmtree(root / "BigEarthNet-S2" / TILE / TEST_PATCH)
+    with pytest.raises(ValueError, match=f"{root / 'BigEarthNet-S2'}: 1 labelled patch.*{TEST_PATCH}"):
+        encode(v2_source(tmp_path, root / "BigEarthNet-S2", maps), table, tmp_path / "enc")
     assert not (tmp_path / "enc").exists() and not list(tmp_path.glob(".enc*"))
 
 
