@@ -243,7 +243,11 @@ def test_demo_v2_metadata_has_the_official_schema(demo_v2):
     official = pd.read_parquet(SHIPPED / EXCLUSIONS).dtypes
     for name in (METADATA, EXCLUSIONS):
         assert pd.read_parquet(demo_v2 / "archive" / name).dtypes.to_dict() == official.to_dict()
-    with tarfile.open(demo_v2 / "archive" / "BigEarthNet-S2.tar.zst", mode="r|*") as tar:
+    with (
+        open(demo_v2 / "archive" / "BigEarthNet-S2.tar.zst", "rb") as raw,
+        zstandard.ZstdDecompressor().stream_reader(raw) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tar,
+    ):
         first = tar.next().name
     parts = first.split("/")
     assert parts[0] == "BigEarthNet-S2" and parts[2].startswith(parts[1]) and parts[1].endswith("_N9999_R022_T33UUP")
