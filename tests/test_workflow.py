@@ -102,7 +102,7 @@ def test_v2_local_copies_skip_their_downloads(tmp_path):
     (tmp_path / "BigEarthNet-S2").mkdir()
     path = tmp_path / "v2.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "-p", "--configfile", str(path), "--quiet", "rules")
+    result = snakemake("-n", "-p", "--configfile", str(path))
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout + result.stderr
     assert any(line.split() == ["download", "2"] for line in text.splitlines()), text[-2000:]
