@@ -7,14 +7,18 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 log = logging.getLogger("benloss")
+
+if TYPE_CHECKING:
+    from benloss.datasets import Source
 
 
 LISTS = ("train", "val", "test", "snow", "cloud")
 
 
-def _source(args: argparse.Namespace):
+def _source(args: argparse.Namespace) -> Source:
     from benloss.datasets import open_source
 
     given = [getattr(args, name) for name in LISTS]

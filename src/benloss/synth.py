@@ -185,7 +185,7 @@ def _sample_labels(rng: np.random.Generator, config: SynthConfig, weights: np.nd
 def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
     """Write the demo archive, its reference maps and region masks, and its label files into ``outdir``.
 
-    Files (``benloss.datasets.demo.demo_files``), v1 format: ``BigEarthNet-demo.tar.gz``,
+    Files, v1 format: ``BigEarthNet-demo.tar.gz``,
     ``Reference_Maps.tar.zst``, ``band_statistics.csv`` (training split) and ``lists/`` with ``train.csv
     val.csv test.csv patches_with_seasonal_snow.csv patches_with_cloud_and_shadow.csv``; v2 format:
     ``BigEarthNet-S2.tar.zst``, ``Reference_Maps.tar.zst`` and the two metadata parquet files. Both:

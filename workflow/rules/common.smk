@@ -40,7 +40,7 @@ V2_FILES = {
     "exclusions": "metadata_for_patches_with_snow_cloud_or_shadow.parquet",
 }
 DEMO_ARCHIVE = f"{RESULTS}/demo_archive"
-# The demo's files in each layout (benloss.datasets.demo.demo_files repeats them).
+# The demo's files in each layout, as benloss.synth writes them.
 DEMO_FILES = {
     "v1": {
         "archive": "BigEarthNet-demo.tar.gz",

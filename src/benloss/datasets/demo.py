@@ -32,13 +32,6 @@ MAPS_ARCHIVE = "Reference_Maps.tar.zst"
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
 
 
-def demo_files(layout: str) -> list[str]:
-    """The files of a demo folder in ``layout`` (besides ``masks.npz``), relative to the folder."""
-    if layout == "v2":
-        return [V2_ARCHIVE, MAPS_ARCHIVE, METADATA, EXCLUSIONS]
-    return [V1_ARCHIVE, MAPS_ARCHIVE, "band_statistics.csv"]
-
-
 def v2_name(v1_name: str) -> str:
     """A v2.0-style patch name: ``<sat>_MSIL2A_<date>T<HHMMSS>_N9999_R022_T33UUP_<col>_<row>``."""
     satellite, product, when, column, row = v1_name.split("_")
