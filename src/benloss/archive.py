@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 
 from benloss.bands import BAND_SIZE, BANDS, DTYPE
-from benloss.geotiff import read_uncompressed
+from benloss.geotiff import read_deflated, read_uncompressed
 
 METADATA_SUFFIX = "labels_metadata.json"
 REFERENCE_MAP = "reference_map"
@@ -192,9 +192,12 @@ def _check_nothing_pending(source: Path, pending: dict[str, RawPatch]) -> None:
 def decode_band(data: bytes, patch: str, band: str) -> np.ndarray:
     """Decode one band's (or, ``band`` being ``REFERENCE_MAP``, a map's) GeoTIFF bytes, checking count, dtype, size.
 
-    BigEarthNet's own layout (uncompressed, one band) is read directly; anything else through rasterio.
+    BigEarthNet's own layouts (uncompressed bands; DEFLATE reference maps) are read directly; anything else
+    through rasterio.
     """
     array = read_uncompressed(data)
+    if array is None:
+        array = read_deflated(data)
     if array is None:
         array = decode_band_with_rasterio(data, patch, band)
     if array.dtype != DTYPE:

@@ -10,6 +10,7 @@ tag) returns ``None`` and the caller falls back to rasterio; the two readers agr
 from __future__ import annotations
 
 import struct
+import zlib
 
 import numpy as np
 
@@ -95,3 +96,50 @@ def _from_tiles(data: bytes, dtype: np.dtype, tags: dict[int, tuple[int, ...]], 
         pixels = np.frombuffer(data, dtype, tile_length * tile_width, offset)
         image[top : top + tile_length, left : left + tile_width] = pixels.reshape(tile_length, tile_width)
     return image[:height, :width]
+
+
+_STRIP_BYTE_COUNTS, _PREDICTOR = 279, 317
+_DEFLATE, _HORIZONTAL = (8, 32946), 2
+
+
+def read_deflated(data: bytes) -> np.ndarray | None:
+    """The single band of a DEFLATE-compressed unsigned-integer TIFF in strips, or ``None``.
+
+    The layout of BigEarthNet v2.0's reference maps (predictor 1 or 2); about a hundred times faster than
+    GDAL for such a small image. Anything else returns ``None``, for rasterio to read.
+    """
+    if len(data) < 8 or data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        tags = _first_directory(data, order)
+        return _inflate(data, order, tags)
+    except (struct.error, ValueError, KeyError, IndexError, zlib.error):
+        return None
+
+
+def _inflate(data: bytes, order: str, tags: dict[int, tuple[int, ...]]) -> np.ndarray | None:
+    width, height = tags[_WIDTH][0], tags[_HEIGHT][0]
+    bits = tags.get(_BITS, (1,))
+    predictor = tags.get(_PREDICTOR, (1,))[0]
+    simple = (
+        tags.get(_COMPRESSION, (_UNCOMPRESSED,))[0] in _DEFLATE
+        and tags.get(_SAMPLES, (1,))[0] == 1
+        and tags.get(_SAMPLE_FORMAT, (_UNSIGNED,))[0] == _UNSIGNED
+        and len(bits) == 1
+        and bits[0] in (8, 16, 32)
+        and predictor in (1, _HORIZONTAL)
+        and _TILE_OFFSETS not in tags
+    )
+    if not simple:
+        return None
+    dtype = np.dtype(f"{order}u{bits[0] // 8}")
+    rows_per_strip = min(tags.get(_ROWS_PER_STRIP, (height,))[0], height)
+    offsets, counts = tags[_STRIP_OFFSETS], tags[_STRIP_BYTE_COUNTS]
+    if len(offsets) != -(-height // rows_per_strip) or len(counts) != len(offsets):
+        raise ValueError("strip count does not match the image height")
+    raw = b"".join(zlib.decompress(data[o : o + n]) for o, n in zip(offsets, counts, strict=True))
+    image = np.frombuffer(raw, dtype, width * height).reshape(height, width).astype(dtype.newbyteorder("="))
+    if predictor == _HORIZONTAL:
+        image = np.cumsum(image, axis=1, dtype=image.dtype)  # wraps around like the predictor's differences
+    return image
