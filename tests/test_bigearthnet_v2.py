@@ -296,3 +296,25 @@ def test_demo_v1_reference_maps_follow_its_region_masks(demo, demo_labels, tmp_p
     for name, class_map in zip(names, maps, strict=True):
         for index, label in enumerate(classes()):
             assert np.array_equal(class_map == index, class_region(masks[name], label)), (name, label)
+
+
+def test_a_source_lacking_its_label_files_says_which(tmp_path):
+    with pytest.raises(ValueError, match="the bigearthnet-v2 source needs --metadata, --exclusions"):
+        open_source("bigearthnet-v2", "v1", tmp_path)
+    with pytest.raises(ValueError, match="the bigearthnet-v1 source needs --train, --val, --test, --snow, --cloud, --band-statistics"):
+        open_source("bigearthnet-v1", "v2", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [("labels", ["Arable land", "Lava fields"], r"unknown BigEarthNet-19 label\(s\) \['Lava fields'\]"),
+     ("split", "holdout", r"unknown split\(s\) \['holdout'\]")],
+)  # fmt: skip
+def test_bad_metadata_is_an_error_naming_the_file(tmp_path, column, value, message):
+    table = pd.read_parquet(SHIPPED / EXCLUSIONS).head(3)
+    table.at[1, column] = value
+    table.to_parquet(tmp_path / METADATA, index=False)
+    source = v2_source(tmp_path, tmp_path, None, metadata=tmp_path / METADATA)
+    with pytest.raises(ArchiveError, match=f"{tmp_path / METADATA}: .*{message}"):
+        write_labels(source, tmp_path / "labels")
+    assert not (tmp_path / "labels" / "patches.parquet").exists()

@@ -109,7 +109,8 @@ def open_source(
 
 
 def _require(dataset: str, **paths: object) -> None:
-    missing = [name.replace("_", "-") for name, value in paths.items() if value is None]
+    options = {"lists": "train, --val, --test, --snow, --cloud"}
+    missing = [options.get(name, name.replace("_", "-")) for name, value in paths.items() if value is None]
     if missing:
         raise ValueError(f"the {dataset} source needs --{', --'.join(missing)}")
 
