@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
+from benloss.evaluate import evaluate_scores
+from benloss.nomenclature import classes
 from benloss.statistics import (
     METRICS,
     bootstrap_mean_ci,
@@ -19,6 +24,7 @@ from benloss.statistics import (
     percentile_interval,
     rare_classes,
     replicate_indices,
+    write_statistics,
 )
 
 
@@ -148,3 +154,55 @@ def test_bootstrap_mean_ci_against_a_direct_loop():
 
 def test_rare_classes_are_the_rarest_third():
     assert rare_classes(pd.Series([5, 1, 9, 1, 7, 3])) == [1, 3]
+
+
+def fake_evaluations(root: Path, losses=("cel", "sml"), seeds=(0, 1), n: int = 80) -> np.ndarray:
+    """Test scores of every (loss, seed) and their metrics.json as ``benloss evaluate`` writes them."""
+    rng = np.random.default_rng(8)
+    labels = rng.random((n, len(classes()))) < 0.2
+    (root / "encoded").mkdir(parents=True)
+    np.save(root / "encoded" / "test_labels.npy", labels.astype(np.uint8))
+    pd.DataFrame({"class": classes(), "train": np.arange(19, 0, -1)}).to_csv(root / "counts.csv", index=False)
+    for i, loss in enumerate(losses):
+        for seed in seeds:
+            folder = root / "eval" / loss / f"seed{seed}"
+            folder.mkdir(parents=True)
+            scores = (rng.normal(size=labels.shape) + (1.5 + i) * (2 * labels - 1)).astype(np.float32)
+            thresholds = np.full(labels.shape[1], 0.5)
+            own, calibrated, _, _ = evaluate_scores(loss, {}, scores, labels.astype(np.uint8), thresholds)
+            document = {"own_rule": own, "calibrated": calibrated, "thresholds": thresholds.tolist()}
+            (folder / "metrics.json").write_text(json.dumps(document))
+            np.save(folder / "test_scores.npy", scores)
+    return labels
+
+
+def test_write_statistics_from_evaluations_with_two_seeds(tmp_path):
+    fake_evaluations(tmp_path)
+    out = write_statistics(tmp_path, tmp_path / "encoded", tmp_path / "counts.csv", tmp_path / "tables", n_boot=200)
+    intervals, pairwise = out["intervals"], out["pairwise"]
+    documents = {(loss, seed): json.loads((tmp_path / "eval" / loss / f"seed{seed}" / "metrics.json").read_text())
+                 for loss in ("cel", "sml") for seed in (0, 1)}  # fmt: skip
+    row = intervals.set_index(["rule", "loss", "metric"]).loc[("calibrated", "SML", "f1_macro")]
+    values = [100 * documents[("sml", seed)]["calibrated"]["f1_macro"] for seed in (0, 1)]
+    assert row["estimate"] == pytest.approx(np.mean(values)) and row["seed_std"] == pytest.approx(
+        np.std(values, ddof=1)
+    )
+    assert row["seeds"] == 2 and row["dominant_spread"] in ("seeds", "test images")
+    assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+    assert len(pairwise) == 4 and set(pairwise["metric"]) == {"F1 samples", "F1 micro", "F1 macro", "F1 rarest third"}
+    micro = pairwise[pairwise["metric"] == "F1 micro"].iloc[0]
+    micro_f1 = {key: document["own_rule"]["f1_micro"] for key, document in documents.items()}
+    expected = np.mean([100 * (micro_f1[("cel", s)] - micro_f1[("sml", s)]) for s in (0, 1)])
+    assert (micro["loss_a"], micro["loss_b"]) == ("CEL", "SML") and micro["difference"] == pytest.approx(expected)
+    assert pd.read_csv(tmp_path / "tables" / "pairwise.csv").shape == (4, 8)
+
+
+def test_predictions_that_do_not_reproduce_metrics_json_are_refused(tmp_path):
+    fake_evaluations(tmp_path, losses=("cel",), seeds=(0,))
+    path = tmp_path / "eval" / "cel" / "seed0" / "metrics.json"
+    document = json.loads(path.read_text())
+    document["own_rule"]["f1_samples"] += 0.01
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="seed0: predictions give own_rule sample F1"):
+        write_statistics(tmp_path, tmp_path / "encoded", tmp_path / "counts.csv", tmp_path / "tables", n_boot=100)
+    assert not (tmp_path / "tables" / "intervals.csv").exists()
