@@ -237,10 +237,12 @@ def load_predictions(results: Path, labels: np.ndarray) -> tuple[list[tuple[str,
             raise ValueError(f"{folder / 'test_scores.npy'}: scores {scores.shape} but test labels {labels.shape}")
         run = Path(results) / "models" / loss / f"seed{seed}" / "run.json"
         params = json.loads(run.read_text()).get("loss_params", {}) if run.exists() else {}
-        rule = build_loss(loss, class_frequencies=np.ones(labels.shape[1]), **params)
-        thresholds = np.array([np.inf if t is None else t for t in document["thresholds"]], dtype=np.float64)
-        own = rule.predict(torch.from_numpy(scores)).numpy()
-        for name, pred, key in (("own", own, "own_rule"), ("calibrated", scores >= thresholds, "calibrated")):
+        # The decision rules exactly as ``benloss evaluate`` applied them (predict does not depend on class counts).
+        loss_module = build_loss(loss, class_frequencies=np.ones(labels.shape[1]), **params)
+        thresholds = torch.tensor([np.inf if t is None else t for t in document["thresholds"]])
+        own = loss_module.predict(torch.from_numpy(scores)).numpy()
+        calibrated = loss_module.predict(torch.from_numpy(scores), thresholds).numpy()
+        for name, pred, key in (("own", own, "own_rule"), ("calibrated", calibrated, "calibrated")):
             expected = document[key]["f1_samples"]
             found = metrics_from_sums(per_image_counts(pred, labels).sum(0, dtype=np.float64),
                                       labels.sum(0).astype(float), len(labels), np.array([], int))[2]  # fmt: skip
