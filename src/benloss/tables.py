@@ -152,7 +152,7 @@ def table2(
                 "seconds_to_90": float(np.mean(to_90)),
                 **paper_marks(loss),
             }
-        )  # fmt: skip
+        )
     frame = pd.DataFrame(rows).set_index("loss")
     for column, higher, _ in TABLE2_CRITERIA:
         frame[f"{column}_mark"] = marks(frame[column], higher)
@@ -172,7 +172,7 @@ def paper_marks(loss: str) -> dict[str, str]:
 
 
 def agreement(paper: pd.Series, measured: pd.Series) -> pd.Series:
-    """ "yes" where the measured mark equals the paper's, "no" where not, — where the paper gives none (NA, —)."""
+    """Per loss: "yes" where the measured mark equals the paper's, "no" where not, — where the paper has none."""
     compared = paper.isin(MARKS)
     return pd.Series(np.where(compared, np.where(paper == measured, "yes", "no"), NO_MARK), index=paper.index)
 
