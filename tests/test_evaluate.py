@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 
 from benloss.evaluate import evaluate
 from benloss.figures import learning_curves, pairwise_matrix, time_curves, write_figures
-from benloss.losses import LOSS_IDS, loss_info
+from benloss.losses import PAPER_LOSS_IDS, loss_info
 from benloss.models import KBranchCNN
 from benloss.nomenclature import classes
 from benloss.tables import agreement_summary, epochs_to_fraction, marks, paper_marks, write_tables
@@ -50,7 +50,7 @@ def test_evaluate_constant_model_against_sklearn(demo_encoded, tmp_path):
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["test_images"] == len(test_labels)
 
 
-def write_fake_run(root: Path, losses=LOSS_IDS, seeds=(0, 1)) -> dict:
+def write_fake_run(root: Path, losses=PAPER_LOSS_IDS, seeds=(0, 1)) -> dict:
     """Histories and metrics with known numbers: loss i, seed s has test F1 = 0.1 i + 0.01 s."""
     truth = {}
     for i, loss in enumerate(losses):
@@ -85,7 +85,7 @@ def test_table1_means_and_stds(tmp_path):
     long = tables["table1"]
     f1 = long[long["metric"] == "F1"].set_index("loss")
     assert list(f1.index) == ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"]
-    for i, loss in enumerate(LOSS_IDS):
+    for i, loss in enumerate(PAPER_LOSS_IDS):
         values = [100 * truth[(loss, s)] for s in (0, 1)]
         row = f1.iloc[i]
         assert row["mean"] == pytest.approx(np.mean(values)) and row["std"] == pytest.approx(np.std(values, ddof=1))
@@ -100,7 +100,7 @@ def test_table1_takes_the_bootstrap_intervals_of_each_row(tmp_path):
     write_fake_run(tmp_path)
     rows = [{"rule": rule, "loss": info.abbreviation, "metric": metric, "estimate": 0.0, "ci_low": 10.0 * i + k,
              "ci_high": 10.0 * i + k + 5, "test_se": 1.5, "seed_std": 0.7, "seeds": 2, "dominant_spread": "test images"}
-            for i, info in enumerate(map(loss_info, LOSS_IDS)) for rule in ("own", "calibrated")
+            for i, info in enumerate(map(loss_info, PAPER_LOSS_IDS)) for rule in ("own", "calibrated")
             for k, metric in enumerate(("precision_samples", "f1_samples", "f1_micro", "precision_macro"))
             ]  # fmt: skip
     pd.DataFrame(rows).to_csv(tmp_path / "intervals.csv", index=False)

@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from benloss.atomic import atomic_outputs
 from benloss.guidelines import ALPHA, RULES, TESTED, guidelines, paper_best
-from benloss.losses import LOSS_IDS, loss_info
+from benloss.losses import LOSS_IDS, PAPER_LOSS_IDS, loss_info
 from benloss.paper import CITATION, TEXT_VERSUS_MATHS
 from benloss.paper import TABLE2_CRITERIA as PAPER_CRITERIA
 from benloss.tables import PAPER_COUNTERPARTS, TABLE2_CRITERIA, agreement_summary, paper_table1
@@ -87,10 +87,11 @@ def _table1_comparison(results: Path, demo: bool) -> list[dict]:
         row = {"metric": metric, "cells": []}
         for abbreviation in ours["loss"].drop_duplicates():
             mine = ours[(ours["metric"] == metric) & (ours["loss"] == abbreviation)].iloc[0]
-            theirs = float(paper.loc[metric, abbreviation])
+            # Later additions (ASL, ZLPR) have no paper numbers: None, shown as "—".
+            theirs = float(paper.loc[metric, abbreviation]) if abbreviation in paper.columns else None
             row["cells"].append({"loss": abbreviation, "ours": mine["mean"], "std": mine["std"], "paper": theirs,
                                  "ci_low": mine["ci_low"], "ci_high": mine["ci_high"],
-                                 "difference": mine["mean"] - theirs})  # fmt: skip
+                                 "difference": None if theirs is None else mine["mean"] - theirs})  # fmt: skip
         rows.append(row)
     return rows
 
@@ -194,6 +195,7 @@ def context(results: Path, config_path: Path) -> dict:
         "tested_columns": list(TESTED),
         "paper_best": loss_info(paper_best()).abbreviation,
         "losses": [loss_info(loss) for loss in LOSS_IDS if loss in config["training"]["losses"]],
+        "paper_losses": [loss_info(loss).abbreviation for loss in PAPER_LOSS_IDS],
         "images": {
             "class_counts": data_uri(results / "figures" / "class_counts.png"),
             "f1_curves": data_uri(results / "figures" / "f1_curves.png"),
