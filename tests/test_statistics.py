@@ -206,3 +206,15 @@ def test_predictions_that_do_not_reproduce_metrics_json_are_refused(tmp_path):
     with pytest.raises(ValueError, match="seed0: predictions give own_rule sample F1"):
         write_statistics(tmp_path, tmp_path / "encoded", tmp_path / "counts.csv", tmp_path / "tables", n_boot=100)
     assert not (tmp_path / "tables" / "intervals.csv").exists()
+
+
+def test_report_sets_seed_spread_beside_the_test_interval_only_with_several_seeds():
+    from benloss.report import _spreads
+
+    long = pd.DataFrame(
+        {"metric": ["F1", "F1", "P"], "loss": ["CEL", "SML", "CEL"], "mean": [60.0, 70.0, 50.0],
+         "std": [2.0, np.nan, 1.0], "seeds": [3, 1, 3], "ci_low": [58.0, 68.0, 49.0], "ci_high": [62.0, 72.0, 51.0],
+         "test_se": [1.0, 1.0, 0.5], "dominant_spread": ["seeds", "", "seeds"]}
+    )  # fmt: skip
+    assert _spreads(long) == [{"loss": "CEL", "mean": 60.0, "std": 2.0, "ci_low": 58.0, "ci_high": 62.0,
+                               "test_se": 1.0, "dominant_spread": "seeds"}]  # fmt: skip

@@ -56,7 +56,8 @@ def test_each_job_logs_what_it_did(tiny_run):
 
 def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     html = (tiny_run / "report.html").read_text()
-    anchors = ("setup", "table1", "significance", "fig2", "per-class", "table2", "fig1", "guidelines", "provenance")
+    anchors = ("setup", "table1", "significance", "pairwise-matrix", "fig2", "f1-time", "per-class", "table2",
+               "table2-paper", "table2-agreement", "text-versus-maths", "fig1", "guidelines", "provenance")  # fmt: skip
     for anchor in anchors:
         assert f'id="{anchor}"' in html, anchor
     assert 'id="demo-banner"' in html
