@@ -20,6 +20,7 @@ import numpy as np
 
 from benloss.bands import BAND_SIZE, BANDS, DTYPE
 from benloss.geotiff import read_uncompressed
+from benloss.streams import GZIP_SUFFIXES, decoding_errors, open_gzip, open_zstd
 
 METADATA_SUFFIX = "labels_metadata.json"
 _MEMBER = re.compile(r"(?:^|/)(?P<patch>[^/]+)/(?P=patch)_(?P<kind>B\d[\dA]|labels_metadata\.json)(?:\.tif)?$")
@@ -66,18 +67,17 @@ def is_tar(path: Path) -> bool:
 
 @contextmanager
 def _open_tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
+    """A streaming ``TarFile`` over ``path``: gzip and zstd through ``benloss.streams``, others through tarfile."""
     if path.name.endswith(".tar.zst"):
-        import zstandard
-
-        with (
-            open(path, "rb") as raw,
-            zstandard.ZstdDecompressor().stream_reader(raw) as stream,
-            tarfile.open(fileobj=stream, mode="r|") as tar,
-        ):
-            yield tar
+        stream = open_zstd(path)
+    elif path.name.endswith(GZIP_SUFFIXES):
+        stream = open_gzip(path)
     else:
         with tarfile.open(path, mode="r|*") as tar:
             yield tar
+        return
+    with stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        yield tar
 
 
 def _classify(member_name: str) -> tuple[str, str] | None:
@@ -127,14 +127,10 @@ def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator
                 last = member.name
                 if patch.complete:
                     yield pending.pop(name)
-    except (tarfile.TarError, EOFError, OSError) as error:
+    except (tarfile.TarError, EOFError, OSError, *decoding_errors()) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise ArchiveError(f"{path}: archive is truncated or corrupt after {last} ({error})") from None
-    except Exception as error:
-        if type(error).__module__.startswith("zstd"):
-            raise ArchiveError(f"{path}: archive is truncated or corrupt after {last} ({error})") from None
-        raise
     _check_nothing_pending(path, pending)
 
 
