@@ -26,6 +26,7 @@ from tqdm import tqdm
 from benloss.archive import decode_patch, iter_patches
 from benloss.atomic import atomic_outputs
 from benloss.bands import BAND_GROUPS, DTYPE
+from benloss.diskspace import require_free_space
 from benloss.labels import read_label_table
 from benloss.nomenclature import classes, multi_hot
 from benloss.splits import SPLITS
@@ -38,6 +39,12 @@ def array_name(split: str, part: str) -> str:
     return f"{split}_{part}.npy"
 
 
+def encoded_bytes(patches: int) -> int:
+    """Disk bytes of the encoded arrays of ``patches`` patches: their bands and label vectors."""
+    pixels = sum(len(group.bands) * group.size**2 for group in BAND_GROUPS)
+    return patches * (pixels * np.dtype(DTYPE).itemsize + len(classes()))
+
+
 def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outdir: Path) -> dict:
     """Encode the kept patches of ``label_table`` from ``archive`` into ``outdir`` (written atomically)."""
     table = read_label_table(label_table)
@@ -45,6 +52,7 @@ def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outd
         name: (split, row) for split in SPLITS for row, name in enumerate(table.loc[table["split"] == split, "patch"])
     }
     sizes = {split: int((table["split"] == split).sum()) for split in SPLITS}
+    require_free_space(Path(outdir), encoded_bytes(sum(sizes.values())), "the encoded arrays")
     with atomic_outputs(Path(outdir)) as (tmp,):
         tmp.mkdir()
         arrays = _allocate(tmp, sizes)

@@ -99,7 +99,6 @@ def _from_tiles(data: bytes, dtype: np.dtype, tags: dict[int, tuple[int, ...]], 
     return image[:height, :width]
 
 
-
 def write_uncompressed(array: np.ndarray, epsg: int, ulx: float, uly: float, pixel: float) -> bytes:
     """One uint16 band as a GeoTIFF in BigEarthNet-S2 v1.0's own layout, georeferenced in a WGS 84 / UTM zone.
 
@@ -114,8 +113,17 @@ def write_uncompressed(array: np.ndarray, epsg: int, ulx: float, uly: float, pix
     tops = range(0, height, rows_per_strip)
     projected, geographic = f"WGS 84 / UTM zone {epsg - 32600}N|".encode(), b"WGS 84|"
     citation = projected + geographic + b"\x00"
-    geokeys = (1, 1, 0, 7, 1024, 0, 1, 1, 1025, 0, 1, 1, 1026, _GEO_ASCII, len(projected), 0,
-               2049, _GEO_ASCII, len(geographic), len(projected), 2054, 0, 1, 9102, 3072, 0, 1, epsg, 3076, 0, 1, 9001)  # fmt: skip
+    keys = (
+        (1, 1, 0, 7),  # GeoKey directory version 1.1.0, seven keys
+        (1024, 0, 1, 1),  # GTModelType: projected
+        (1025, 0, 1, 1),  # GTRasterType: pixel is area
+        (1026, _GEO_ASCII, len(projected), 0),  # GTCitation
+        (2049, _GEO_ASCII, len(geographic), len(projected)),  # GeogCitation
+        (2054, 0, 1, 9102),  # GeogAngularUnits: degree
+        (3072, 0, 1, epsg),  # ProjectedCSType
+        (3076, 0, 1, 9001),  # ProjLinearUnits: metre
+    )
+    geokeys = tuple(value for key in keys for value in key)
     strip_bytes = [2 * width * min(rows_per_strip, height - top) for top in tops]
     strip_list = 4 * len(tops) if len(tops) > 1 else 0  # one strip's count and offset fit in their entries
     tags = 15

@@ -13,12 +13,15 @@ from tqdm import tqdm
 
 from benloss.archive import iter_patches
 from benloss.atomic import atomic_outputs
+from benloss.diskspace import require_free_space
 from benloss.nomenclature import classes, to_bigearthnet19
 from benloss.splits import SPLITS, excluded_patches, split_of_patches
 
 log = logging.getLogger(__name__)
 
 DROP_REASONS = ("snow", "cloud", "no_19_class_label", "not_in_split_lists")
+#: A generous bound on the label table's bytes per listed patch (name, split and labels; parquet stores less).
+TABLE_BYTES_PER_PATCH = 1024
 
 
 def build_label_table(archive: Path, lists: Mapping[str, Path]) -> tuple[pd.DataFrame, dict]:
@@ -72,8 +75,10 @@ def class_counts(table: pd.DataFrame) -> pd.DataFrame:
 
 def run_labels(archive: Path, lists: Mapping[str, Path], outdir: Path) -> dict:
     """Write ``patches.parquet``, ``class_counts.csv`` and ``summary.json`` into ``outdir``."""
-    table, summary = build_label_table(Path(archive), lists)
     outdir = Path(outdir)
+    listed = len(split_of_patches(lists))
+    require_free_space(outdir, TABLE_BYTES_PER_PATCH * listed, "the label table and its summaries")
+    table, summary = build_label_table(Path(archive), lists)
     with atomic_outputs(outdir / "patches.parquet", outdir / "class_counts.csv", outdir / "summary.json") as (
         parquet,
         counts,

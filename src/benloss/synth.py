@@ -22,10 +22,11 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from benloss.atomic import atomic_outputs
-from benloss.bands import BAND_GROUPS, BAND_SIZE, BANDS, PATCH_SIZE_M, BandStatistics, official_band_order
+from benloss.bands import BAND_GROUPS, BANDS, PATCH_SIZE_M, BandStatistics, official_band_order
 from benloss.geotiff import write_uncompressed
 from benloss.nomenclature import classes, conversion, original_labels
 from benloss.splits import list_paths, write_list
+from benloss.streams import create_gzip
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
     pixels = np.zeros(len(BANDS))
     with atomic_outputs(outdir) as (tmp,):
         (tmp / "lists").mkdir(parents=True)
-        with tarfile.open(tmp / "BigEarthNet-demo.tar.gz", "w:gz", compresslevel=1) as tar:
+        with create_gzip(tmp / "BigEarthNet-demo.tar.gz") as packed, tarfile.open(fileobj=packed, mode="w") as tar:
             for index in tqdm(range(config.patches), desc="synth", unit=" patches", mininterval=2):
                 name, when = patch_name(rng, index)
                 label_ids = _sample_labels(rng, config, weights)
