@@ -127,11 +127,23 @@ def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator
                 last = member.name
                 if patch.complete:
                     yield pending.pop(name)
+            _read_past_end(tar, path, last)
     except (tarfile.TarError, EOFError, OSError, *decoding_errors()) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise ArchiveError(f"{path}: archive is truncated or corrupt after {last} ({error})") from None
     _check_nothing_pending(path, pending)
+
+
+def _read_past_end(tar: tarfile.TarFile, path: Path, last: str) -> None:
+    """Read the stream to its end, which must hold only the zeros that pad a tar archive.
+
+    ``tarfile`` ends quietly at the first unreadable header, so a corrupt archive would look complete but
+    short; reading on also makes the decompressor check the stream's own checksum.
+    """
+    while chunk := tar.fileobj.read(1 << 20):
+        if chunk.strip(b"\0"):
+            raise ArchiveError(f"{path}: unreadable tar header after {last}, the archive is corrupt")
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
