@@ -16,7 +16,7 @@ from benloss import streams
 from benloss.archive import ArchiveError, iter_patches
 from benloss.streams import GZIP_DECODERS, available_gzip_decoders, open_gzip
 
-FAST_MODULES = ("isal", "isal.igzip", "zlib_ng", "zlib_ng.gzip_ng")
+FAST_MODULES = ("isal", "isal.igzip")
 
 
 def installed(decoder: str) -> bool:
@@ -64,7 +64,7 @@ def test_unreadable_tar_header_midway_is_an_error_not_a_shorter_archive(demo, tm
     victim = members[len(members) // 2]
     plain[victim.offset : victim.offset + 512] = b"\xff" * 512
     (tmp_path / "broken.tar.gz").write_bytes(gzip.compress(bytes(plain)))
-    with pytest.raises(ArchiveError, match=r"broken\.tar\.gz: unreadable tar header after BigEarthNet-v1\.0/"):
+    with pytest.raises(ArchiveError, match=r"broken\.tar\.gz: .* corrupt after BigEarthNet-v1\.0/.*checksum"):
         list(iter_patches(tmp_path / "broken.tar.gz", read_bands=False))
 
 

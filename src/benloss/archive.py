@@ -1,7 +1,8 @@
 """Stream BigEarthNet-S2 patches out of an archive (.tar.gz, .tar.bz2, .tar.zst) or an extracted folder.
 
-A tar archive is read in one sequential pass, never extracted: a patch is handed on as soon as its
-thirteen files (twelve bands and the label metadata) have gone by, so memory holds at most a few patches.
+A tar archive is read in one sequential pass, never extracted (``benloss.tarstream``): a patch is handed on
+as soon as its thirteen files (twelve bands and the label metadata) have gone by, so memory holds at most a
+few patches.
 """
 
 from __future__ import annotations
@@ -9,18 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import tarfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from benloss.bands import BAND_SIZE, BANDS, DTYPE
 from benloss.geotiff import read_uncompressed
-from benloss.streams import GZIP_SUFFIXES, decoding_errors, open_gzip, open_zstd
+from benloss.streams import decoding_errors, open_decompressed
+from benloss.tarstream import TarFormatError, iter_files
 
 METADATA_SUFFIX = "labels_metadata.json"
 _MEMBER = re.compile(r"(?:^|/)(?P<patch>[^/]+)/(?P=patch)_(?P<kind>B\d[\dA]|labels_metadata\.json)(?:\.tif)?$")
@@ -65,21 +64,6 @@ def is_tar(path: Path) -> bool:
     return path.is_file() and path.name.endswith(TAR_SUFFIXES)
 
 
-@contextmanager
-def _open_tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
-    """A streaming ``TarFile`` over ``path``: gzip and zstd through ``benloss.streams``, others through tarfile."""
-    if path.name.endswith(".tar.zst"):
-        stream = open_zstd(path)
-    elif path.name.endswith(GZIP_SUFFIXES):
-        stream = open_gzip(path)
-    else:
-        with tarfile.open(path, mode="r|*") as tar:
-            yield tar
-        return
-    with stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-        yield tar
-
-
 def _classify(member_name: str) -> tuple[str, str] | None:
     match = _MEMBER.search(member_name)
     if match is None:
@@ -106,53 +90,35 @@ def iter_patches(source: Path, read_bands: bool = True, wanted: set[str] | None 
 
 
 def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator[RawPatch]:
+    def keep(member: str) -> bool:
+        kind = _classify(member)
+        return kind is not None and (
+            kind[1] == METADATA_SUFFIX or (read_bands and (wanted is None or kind[0] in wanted))
+        )
+
     pending: dict[str, RawPatch] = {}
     last = "(start of archive)"
     try:
-        with _open_tar_stream(path) as tar:
-            while (member := tar.next()) is not None:
-                tar.members.clear()  # a TarFile keeps every header it read: millions for BigEarthNet
-                if not member.isfile():
-                    continue
-                kind = _classify(member.name)
+        with open_decompressed(path) as stream:
+            for member, data in iter_files(stream, keep):
+                kind = _classify(member)
                 if kind is None:
                     continue
                 name, what = kind
                 patch = pending.setdefault(name, RawPatch(name))
                 if what == METADATA_SUFFIX:
-                    patch.metadata = _read_member(tar, member)
-                elif read_bands and (wanted is None or name in wanted):
-                    patch.bands[what] = _read_member(tar, member)
+                    patch.metadata = data or b""
+                elif data is not None:
+                    patch.bands[what] = data
                 patch.seen.add(what)
-                last = member.name
+                last = member
                 if patch.complete:
                     yield pending.pop(name)
-            _read_past_end(tar, path, last)
-    except (tarfile.TarError, EOFError, OSError, *decoding_errors()) as error:
+    except (TarFormatError, EOFError, OSError, *decoding_errors()) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise ArchiveError(f"{path}: archive is truncated or corrupt after {last} ({error})") from None
     _check_nothing_pending(path, pending)
-
-
-def _read_past_end(tar: tarfile.TarFile, path: Path, last: str) -> None:
-    """Read the stream to its end, which must hold only the zeros that pad a tar archive.
-
-    ``tarfile`` ends quietly at the first unreadable header, so a corrupt archive would look complete but
-    short; reading on also makes the decompressor check the stream's own checksum.
-    """
-    while chunk := tar.fileobj.read(1 << 20):
-        if chunk.strip(b"\0"):
-            raise ArchiveError(f"{path}: unreadable tar header after {last}, the archive is corrupt")
-
-
-def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    handle: IO[bytes] | None = tar.extractfile(member)
-    assert handle is not None
-    data = handle.read()
-    if len(data) != member.size:
-        raise ArchiveError(f"{member.name}: truncated ({len(data)} of {member.size} bytes)")
-    return data
 
 
 def _iter_folder(root: Path, read_bands: bool, wanted: set[str] | None) -> Iterator[RawPatch]:
