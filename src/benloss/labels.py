@@ -66,9 +66,11 @@ def build_label_table(archive: Path, lists: Mapping[str, Path]) -> tuple[pd.Data
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Number of patches per class (rows, official order) and split (columns)."""
     counts = pd.DataFrame(0, index=pd.Index(classes(), name="class"), columns=list(SPLITS), dtype=int)
-    for split, group in table.groupby("split", observed=False):
-        for labels in group["labels"]:
-            counts.loc[list(labels), split] += 1
+    # Tallied in Python, then set once per cell: a pandas update per patch took 5 ms, 45 minutes for BigEarthNet.
+    rows = zip(table["split"], table["labels"], strict=True)
+    tally = Counter((label, str(split)) for split, labels in rows for label in labels)
+    for (label, split), count in tally.items():
+        counts.loc[label, split] = count
     counts["total"] = counts[list(SPLITS)].sum(axis=1)
     return counts
 
