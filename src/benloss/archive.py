@@ -90,8 +90,10 @@ def iter_patches(source: Path, read_bands: bool = True, wanted: set[str] | None 
 
 
 def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator[RawPatch]:
+    classified: dict[str, tuple[str, str] | None] = {}  # the file ``keep`` just saw, so it is classified once
+
     def keep(member: str) -> bool:
-        kind = _classify(member)
+        kind = classified[member] = _classify(member)
         return kind is not None and (
             kind[1] == METADATA_SUFFIX or (read_bands and (wanted is None or kind[0] in wanted))
         )
@@ -101,7 +103,7 @@ def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator
     try:
         with open_decompressed(path) as stream:
             for member, data in iter_files(stream, keep):
-                kind = _classify(member)
+                kind = classified.pop(member)
                 if kind is None:
                     continue
                 name, what = kind

@@ -82,7 +82,7 @@ def _expect_zeros(stream: IO[bytes]) -> None:
 
 def _check_checksum(header: bytes) -> None:
     stored = _number(header[148:156])
-    unsigned = sum(header[:148]) + 8 * ord(" ") + sum(header[156:])  # the checksum field counts as blanks
+    unsigned = sum(header) - sum(header[148:156]) + 8 * ord(" ")  # the checksum field counts as blanks
     if stored == unsigned:
         return
     high = sum(1 for byte in header[:148] + header[156:] if byte >= 128)
