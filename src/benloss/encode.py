@@ -70,8 +70,7 @@ def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outd
                 f"{archive}: {len(missing)} labelled patch(es) not found in the archive, e.g. {missing[0]}"
             )
         for split_arrays in arrays.values():
-            for array in split_arrays.values():
-                array.flush()
+            split_arrays["labels"].flush()  # the band rows went in with pwrite, not through their mappings
         shutil.copyfile(band_statistics, tmp / "band_statistics.csv")
         meta = {
             "source": str(archive),

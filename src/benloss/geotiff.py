@@ -21,6 +21,8 @@ _SAMPLE_FORMAT = 339
 _PHOTOMETRIC, _STRIP_BYTE_COUNTS = 262, 279
 _PIXEL_SCALE, _TIEPOINT, _GEO_KEYS, _GEO_ASCII = 33550, 33922, 34735, 34737  # GeoTIFF tags
 _UNCOMPRESSED, _UNSIGNED = 1, 1
+_READ_TAGS = frozenset({_WIDTH, _HEIGHT, _BITS, _COMPRESSION, _STRIP_OFFSETS, _SAMPLES, _ROWS_PER_STRIP, _PLANAR,
+                        _TILE_WIDTH, _TILE_LENGTH, _TILE_OFFSETS, _SAMPLE_FORMAT})  # fmt: skip
 
 
 def read_uncompressed(data: bytes) -> np.ndarray | None:
@@ -36,13 +38,13 @@ def read_uncompressed(data: bytes) -> np.ndarray | None:
 
 
 def _first_directory(data: bytes, order: str) -> dict[int, tuple[int, ...]]:
-    """The integer tags of the first image directory (other value types are skipped)."""
+    """The integer tags of the first image directory that the reader uses (the GeoKeys and others are skipped)."""
     (offset,) = struct.unpack_from(order + "I", data, 4)
     (count,) = struct.unpack_from(order + "H", data, offset)
     tags: dict[int, tuple[int, ...]] = {}
     for entry in range(offset + 2, offset + 2 + 12 * count, 12):
         tag, kind, n = struct.unpack_from(order + "HHI", data, entry)
-        if kind not in _TYPE_FORMAT:
+        if kind not in _TYPE_FORMAT or tag not in _READ_TAGS:
             continue
         form = _TYPE_FORMAT[kind]
         inline = n * struct.calcsize(form) <= 4
