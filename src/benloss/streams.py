@@ -1,7 +1,7 @@
 """Decompressed byte streams of tar archives, through the fastest gzip decoder installed.
 
 Reading BigEarthNet's 66 GB ``.tar.gz`` is bound by gzip decompression on one core. ISA-L's igzip
-(``isal``) decodes the same bytes 2.4x faster than the standard library's zlib, ahead of zlib-ng and of
+(``isal``) decodes the same bytes twice as fast as the standard library's zlib, ahead of zlib-ng and of
 rapidgzip on one or two cores (``benchmarks/decompress.py``, table in ``benchmarks/README.md``). Without
 it the standard library decodes, with identical output.
 """
