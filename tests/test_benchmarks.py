@@ -71,3 +71,11 @@ def test_scale_benchmark_smoke(tmp_path):
     assert {(8, "labels"), (16, "encode"), (16, "tarfile + gzip reading once")} <= steps
     assert all(row["peak_rss_mb"] > 0 and row["cpu_s"] > 0 for row in rows)
     assert (tmp_path / "scale.csv").read_text().startswith("patches,archive_mb,step,wall_s,cpu_s,peak_rss_mb")
+
+
+def test_statistics_benchmark_smoke():
+    spec = importlib.util.spec_from_file_location("bench_statistics", ROOT / "benchmarks" / "statistics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--quick"])
+    assert result["images"] == 500 and result["models"] == 3 and result["replicates"] == 50 and result["seconds"] > 0
