@@ -7,8 +7,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benloss.lrp_scores import ALL_CLASSES, SUMMARY_COLUMNS, _bootstrap_mean_ci, read_reference_maps, region_scores
-from benloss.lrp_scores import stratified_sample, summarise
+from benloss.lrp_scores import (
+    ALL_CLASSES,
+    SUMMARY_COLUMNS,
+    _bootstrap_mean_ci,
+    read_reference_maps,
+    region_scores,
+    stratified_sample,
+    summarise,
+)
 from benloss.nomenclature import classes
 
 
@@ -123,7 +130,7 @@ def test_a_class_sample_does_not_depend_on_the_other_classes():
 def test_reference_maps_are_absent_or_checked(tmp_path):
     assert read_reference_maps(tmp_path, "test", 3) is None
     np.save(tmp_path / "test_reference_maps.npy", np.zeros((3, 60, 60), np.uint8))
-    with pytest.raises(ValueError, match="test_reference_maps.npy.*shape"):
+    with pytest.raises(ValueError, match=r"test_reference_maps\.npy.*shape"):
         read_reference_maps(tmp_path, "test", 3)
     np.save(tmp_path / "test_reference_maps.npy", np.zeros((3, 120, 120), np.uint8))
     assert read_reference_maps(tmp_path, "test", 3).shape == (3, 120, 120)

@@ -77,8 +77,15 @@ def cmd_figures(args: argparse.Namespace) -> None:
 def cmd_explain(args: argparse.Namespace) -> None:
     from benloss.explain import explain
 
-    explain(args.results, args.encoded, json.loads(args.examples), args.out, per_class=args.per_class, seed=args.seed,
-            threads=args.threads)
+    explain(
+        args.results,
+        args.encoded,
+        json.loads(args.examples),
+        args.out,
+        per_class=args.per_class,
+        seed=args.seed,
+        threads=args.threads,
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> None:

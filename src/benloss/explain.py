@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.colors import ListedColormap, TwoSlopeNorm
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Patch
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -43,8 +43,15 @@ from benloss.data import EncodedSplit
 from benloss.encode import read_patch_names
 from benloss.figures import lrp_score_chart
 from benloss.losses import LOSS_IDS, build_loss, loss_info
-from benloss.lrp_scores import EXAMPLE_COLUMNS, NO_CLASS, read_reference_maps, reference_maps_path, region_scores
-from benloss.lrp_scores import stratified_sample, summarise
+from benloss.lrp_scores import (
+    EXAMPLE_COLUMNS,
+    NO_CLASS,
+    read_reference_maps,
+    reference_maps_path,
+    region_scores,
+    stratified_sample,
+    summarise,
+)
 from benloss.models import INPUT_CONVS, BandNormalizer, KBranchCNN
 from benloss.nomenclature import classes
 from benloss.plotting import CLASS_COLOURS, save
@@ -230,7 +237,9 @@ def _preference(i: int, c: int, labels: np.ndarray, maps: np.ndarray | None) -> 
 
 def scored_examples(split: EncodedSplit, patches: list[str], maps: np.ndarray, per_class: int, seed: int):
     """The stratified sample every loss explains and is scored on (``lrp_scores.stratified_sample``)."""
-    return [Example(row, patches[row], classes()[c]) for row, c in stratified_sample(split.labels, maps, per_class, seed)]
+    return [
+        Example(row, patches[row], classes()[c]) for row, c in stratified_sample(split.labels, maps, per_class, seed)
+    ]
 
 
 def true_colour(bands_10m: np.ndarray) -> np.ndarray:
@@ -243,8 +252,6 @@ def true_colour(bands_10m: np.ndarray) -> np.ndarray:
 
 def _short(name: str, length: int = 16) -> str:
     return name if len(name) <= length else name[: length - 1] + "…"
-
-
 
 
 def reference_map_image(mask: np.ndarray) -> np.ndarray:
@@ -261,8 +268,10 @@ def heatmap_figure(
     legend, then one heatmap per loss, with a colour bar."""
     losses = list(heatmaps)
     first = 1 if maps is None else 2
-    figure, axes = plt.subplots(len(examples), len(losses) + first,
-                                figsize=(2.5 * (len(losses) + first), 3.0 * len(examples) + 0.6), squeeze=False)  # fmt: skip
+    columns = len(losses) + first
+    figure, axes = plt.subplots(
+        len(examples), columns, figsize=(2.5 * columns, 3.0 * len(examples) + 0.6), squeeze=False
+    )
     for r, example in enumerate(examples):
         axes[r, 0].imshow(images[r])
         axes[r, 0].set_title(f"{_short(example.class_name, 24)}\n{example.patch}", fontsize=6.5)
@@ -346,7 +355,9 @@ def explain_model(
             found.predictions += [[classes()[c] for c in np.flatnonzero(p)] for p in predicted]
         for i, (example, score, total) in enumerate(zip(chunk, scores.tolist(), totals.tolist(), strict=True)):
             row = {"loss": abbreviation, "patch": example.patch, "class": example.class_name, "score": score}
-            found.conservation.append({**row, "relevance_sum": total, "ratio": total / score if score else float("nan")})
+            found.conservation.append(
+                {**row, "relevance_sum": total, "ratio": total / score if score else float("nan")}
+            )
             if start + i >= n_figure and maps is not None:
                 found.scores.append({**row, **region_scores(whole[i], maps[example.row] == example.class_index)})
         progress.update(len(chunk))
@@ -398,9 +409,10 @@ def explain(
         arrays[f"{loss}_rgb"] = np.concatenate(f.rgb)
         for g, group in enumerate(BAND_GROUPS):
             arrays[f"{loss}_{group.name}"] = np.concatenate([parts[g] for parts in f.parts])
-    outputs = (out / "figures/lrp_heatmaps.png", out / "figures/lrp_heatmaps.pdf", out / "explain/relevance.npz",
-               out / "tables/lrp_scores.csv", out / "explain/lrp_examples.csv", out / "figures/lrp_scores.png",
-               out / "figures/lrp_scores.pdf", out / "explain/conservation.csv", out / "explain/zbox_bounds.csv")  # fmt: skip
+    names = ("figures/lrp_heatmaps.png", "figures/lrp_heatmaps.pdf", "explain/relevance.npz", "tables/lrp_scores.csv",
+             "explain/lrp_examples.csv", "figures/lrp_scores.png", "figures/lrp_scores.pdf",
+             "explain/conservation.csv", "explain/zbox_bounds.csv")  # fmt: skip
+    outputs = [out / name for name in names]
     with atomic_outputs(*outputs) as (png, pdf, npz, summary_csv, scores_csv, chart_png, chart_pdf, conservation_csv,
                                       bounds_csv):  # fmt: skip
         save(figure, png, pdf)

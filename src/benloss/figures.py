@@ -73,7 +73,7 @@ def lrp_score_chart(summary: pd.DataFrame) -> plt.Figure:
         return figure
     losses = list(summary["loss"].drop_duplicates())
     names = list(summary["class"].drop_duplicates())
-    names = [n for n in names if n != "all"][::-1] + ["all"]
+    names = [*[n for n in names if n != "all"][::-1], "all"]
     ids = {loss_info(loss).abbreviation: loss for loss in LOSS_IDS}
     figure, axes = plt.subplots(1, 2, figsize=(12, 1.0 + 0.32 * len(names) * max(1, len(losses)) ** 0.5),
                                 sharey=True, constrained_layout=True)  # fmt: skip

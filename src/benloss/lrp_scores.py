@@ -94,9 +94,7 @@ def summarise(examples: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.D
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
-def stratified_sample(
-    labels: np.ndarray, maps: np.ndarray, per_class: int, seed: int = 0
-) -> list[tuple[int, int]]:
+def stratified_sample(labels: np.ndarray, maps: np.ndarray, per_class: int, seed: int = 0) -> list[tuple[int, int]]:
     """(row, class) pairs: for every class, up to ``per_class`` rows drawn without replacement among the patches
     that carry the class both in their labels and in their reference map; fewer where fewer exist.
 

@@ -175,8 +175,8 @@ def context(results: Path, config_path: Path) -> dict:
         "git": git_commit(),
         "versions": versions(),
         "composite": [
-            "first convolution of each branch (10 m, 20 m, 60 m): ZBox, bounds per band: "
-            + str(bounds["source"].iloc[0]) + ", normalised like the inputs",
+            f"first convolution of each branch (10 m, 20 m, 60 m): ZBox, per-band bounds {bounds['source'].iloc[0]},"
+            " normalised like the inputs",
             "other convolutions: ZPlus",
             "fully connected layers: Epsilon (ε = 1e-6)",
             "BatchNorm merged into the preceding layers (SequentialMergeBatchNorm), model in eval mode",
