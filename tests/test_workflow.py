@@ -36,7 +36,8 @@ def tiny_run() -> Path:
 def test_every_stage_produces_its_outputs(tiny_run):
     for path in ("labels/patches.parquet", "labels/class_counts.csv", "labels/summary.json", "encoded/meta.json",
                  "tables/table1.csv", "tables/table2.csv", "tables/lrp_scores.csv", "figures/f1_curves.pdf",
-                 "figures/lrp_heatmaps.png", "report.html"):  # fmt: skip
+                 "figures/lrp_heatmaps.png", "figures/lrp_scores.png", "explain/zbox_bounds.csv",
+                 "report.html"):  # fmt: skip
         assert (tiny_run / path).exists(), path
     for loss in ("cel", "fl", "wcel", "hal", "hl", "rl", "sml"):
         history = pd.read_csv(tiny_run / "models" / loss / "seed0" / "history.csv")
@@ -59,7 +60,9 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     table1 = pd.read_csv(tiny_run / "tables" / "table1.csv")
     for value in table1.loc[table1["metric"] == "F1", "mean"]:
         assert f"{value:.1f}" in html
-    assert 'src="http' not in html and html.count("data:image/png;base64,") == 3
+    scored = len((tiny_run / "tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
+    assert 'src="http' not in html and html.count("data:image/png;base64,") == 3 + scored
+    assert 'id="zbox-bounds"' in html and ('id="lrp-scores"' if scored else 'id="lrp-not-scored"') in html
     summary = json.loads((tiny_run / "labels" / "summary.json").read_text())
     assert f"{summary['kept']['train']} / {summary['kept']['val']} / {summary['kept']['test']}" in html
 
