@@ -265,12 +265,12 @@ def heatmap_figure(
     predictions: dict[str, list], true_labels: list[list[str]],
 ) -> plt.Figure:  # fmt: skip
     """Fig. 1: a row per example: the true-colour image, the reference map (when there are maps) with a class
-    legend, then one heatmap per loss, with a colour bar."""
+    legend, then one heatmap per loss (the explained class's region outlined), with a colour bar."""
     losses = list(heatmaps)
     first = 1 if maps is None else 2
     columns = len(losses) + first
     figure, axes = plt.subplots(
-        len(examples), columns, figsize=(2.5 * columns, 3.0 * len(examples) + 0.6), squeeze=False
+        len(examples), columns, figsize=(2.5 * columns, 2.6 * len(examples) + 0.6), squeeze=False
     )
     for r, example in enumerate(examples):
         axes[r, 0].imshow(images[r])
@@ -285,6 +285,8 @@ def heatmap_figure(
             heat = heatmaps[loss][r]
             limit = float(np.abs(heat).max()) or 1.0
             image = axes[r, col].imshow(heat, cmap="bwr", norm=TwoSlopeNorm(0.0, -limit, limit))
+            if maps is not None and 0 < share < 1:  # the explained class's region, outlined
+                axes[r, col].contour(maps[r] == example.class_index, levels=[0.5], colors="k", linewidths=0.4)
             axes[r, col].set_title(loss_info(loss).abbreviation, fontsize=9)
             predicted = predictions[loss][r]
             axes[r, col].set_xlabel(
@@ -302,8 +304,8 @@ def heatmap_figure(
         shown = sorted({int(v) for m in maps for v in np.unique(m)})
         handles = [Patch(color=CLASS_COLOURS[v] if v != NO_CLASS else (0.9, 0.9, 0.9),
                          label=classes()[v] if v != NO_CLASS else "no class") for v in shown]  # fmt: skip
-        figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=6, frameon=False,
-                      bbox_to_anchor=(0.45, -0.02 * len(handles) / 3 - 0.02))  # fmt: skip
+        figure.legend(handles=handles, loc="upper center", ncol=4, fontsize=7, frameon=False, title="reference map",
+                      title_fontsize=7, bbox_to_anchor=(0.45, 0.06))  # fmt: skip
     return figure
 
 
