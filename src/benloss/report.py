@@ -106,6 +106,17 @@ def _table1_more(long: pd.DataFrame) -> dict:
     return {"losses": losses, "rows": rows}
 
 
+def _dataset(results: Path) -> str | None:
+    """The dataset and version the encode stage recorded in ``encoded/meta.json``; None where it did not."""
+    path = results / "encoded" / "meta.json"
+    meta = json.loads(path.read_text()) if path.exists() else {}
+    if "description" in meta:
+        return str(meta["description"])
+    if "dataset" in meta:
+        return f"{meta['dataset']} {meta.get('version', '')}".strip()
+    return None
+
+
 def _zbox_summary(bounds: pd.DataFrame) -> dict:
     """Where ZBox's bounds came from and how many explained pixels the fixed bound 10000 and they leave out."""
     pixels = int(bounds["pixels"].sum())
@@ -137,6 +148,7 @@ def context(results: Path, config_path: Path) -> dict:
     return {
         "title": f"benloss report: run {config['run']}",
         "demo": demo,
+        "dataset": _dataset(results),
         "citation": CITATION,
         "config": config,
         "config_text": config_text,
