@@ -15,7 +15,8 @@ from zennit.rules import ZBox
 
 from benloss.bands import BAND_GROUPS, BANDS, read_band_statistics
 from benloss.data import EncodedSplit
-from benloss.explain import ExactMergeBatchNorm, bounds_table, composite, explain, relevance, zbox_bounds
+from benloss.explain import ExactMergeBatchNorm, composite, explain, relevance
+from benloss.lrp_bounds import bounds_table, zbox_bounds
 from benloss.lrp_scores import SUMMARY_COLUMNS
 from benloss.models import INPUT_CONVS, KBranchCNN
 from benloss.nomenclature import classes, conversion, original_labels
@@ -129,7 +130,7 @@ def test_zbox_bounds_fall_back_to_raw_0_and_10000_with_a_warning(demo_encoded, t
 
 def test_bad_training_statistics_name_the_file(tmp_path):
     write_training_statistics(tmp_path, dict.fromkeys(BANDS, 5.0), dict.fromkeys(BANDS, 1.0))
-    with pytest.raises(ValueError, match=r"training_band_statistics\.csv: a band's min exceeds its max"):
+    with pytest.raises(ValueError, match=r"training_band_statistics\.csv: .* its min exceeds its max"):
         zbox_bounds(tmp_path)
     (tmp_path / "training_band_statistics.csv").write_text("band,mean,std,min,max\nB02,1,1,0,9\n")
     with pytest.raises(ValueError, match=r"training_band_statistics\.csv: no min/max for B01"):

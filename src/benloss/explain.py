@@ -19,7 +19,6 @@ patches (``explain.per_class`` per class) and ``benloss.lrp_scores`` scores the 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from dataclasses import dataclass, field
@@ -38,11 +37,12 @@ from zennit.composites import NameMapComposite
 from zennit.rules import Epsilon, ZBox, ZPlus
 
 from benloss.atomic import atomic_outputs
-from benloss.bands import BAND_GROUPS, BANDS, RGB, BandStatistics, read_band_statistics
+from benloss.bands import BAND_GROUPS, RGB, BandStatistics, read_band_statistics
 from benloss.data import EncodedSplit
 from benloss.encode import read_patch_names
 from benloss.figures import lrp_score_chart
 from benloss.losses import LOSS_IDS, build_loss, loss_info
+from benloss.lrp_bounds import BoxBounds, bounds_table, fixed_bounds, zbox_bounds
 from benloss.lrp_scores import (
     EXAMPLE_COLUMNS,
     NO_CLASS,
@@ -59,11 +59,9 @@ from benloss.train import load_model
 
 log = logging.getLogger(__name__)
 
-REFLECTANCE_MAX = 10000.0
 RGB_CHANNELS = [BAND_GROUPS[0].bands.index(band) for band in RGB]
 #: Explanations per LRP pass: bounds memory whatever ``explain.per_class`` is.
 LRP_BATCH = 32
-TRAINING_STATISTICS = "training_band_statistics.csv"
 
 
 @dataclass(frozen=True)
@@ -77,46 +75,6 @@ class Example:
     @property
     def class_index(self) -> int:
         return classes().index(self.class_name)
-
-
-@dataclass(frozen=True)
-class BoxBounds:
-    """ZBox's raw per-band input bounds (uint16 digital numbers) and where they come from."""
-
-    low: dict[str, float]
-    high: dict[str, float]
-    source: str
-
-    def group_arrays(self, group) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds of one group's bands, in channel order, as float32 arrays."""
-        return (np.array([self.low[b] for b in group.bands], dtype=np.float32),
-                np.array([self.high[b] for b in group.bands], dtype=np.float32))  # fmt: skip
-
-
-def fixed_bounds() -> BoxBounds:
-    """The reflectance range 0 to 1 for every band: raw 0 and 10000."""
-    return BoxBounds(dict.fromkeys(BANDS, 0.0), dict.fromkeys(BANDS, REFLECTANCE_MAX), "fixed: raw 0 and 10000")
-
-
-def zbox_bounds(encoded: Path) -> BoxBounds:
-    """Per-band minimum and maximum over the training split, from the encoded folder; fixed bounds without it."""
-    path = Path(encoded) / TRAINING_STATISTICS
-    if not path.exists():
-        log.warning("%s absent: ZBox falls back to the fixed bounds raw 0 and 10000 for every band", path)
-        return fixed_bounds()
-    with open(path, newline="") as handle:
-        rows = {row["band"]: row for row in csv.DictReader(handle)}
-    missing = sorted(set(BANDS) - set(rows))
-    if missing:
-        raise ValueError(f"{path}: no min/max for {', '.join(missing)}")
-    try:
-        low = {band: float(rows[band]["min"]) for band in BANDS}
-        high = {band: float(rows[band]["max"]) for band in BANDS}
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path}: needs numeric min and max columns ({error})") from error
-    if any(low[band] > high[band] for band in BANDS):
-        raise ValueError(f"{path}: a band's min exceeds its max")
-    return BoxBounds(low, high, f"training split: min and max of {TRAINING_STATISTICS}")
 
 
 class ExactMergeBatchNorm(SequentialMergeBatchNorm):
@@ -169,24 +127,6 @@ def relevance(
         gradients = torch.autograd.grad(scores, leaves, grad_outputs=selected)
     # zennit's rule hooks hand back relevance in place of gradients: the input "gradient" is the relevance.
     return [g.detach() for g in gradients], scores[rows, class_indices].detach()
-
-
-def bounds_table(split: EncodedSplit, rows: np.ndarray, bounds: BoxBounds) -> pd.DataFrame:
-    """Per band: the bounds, and how many pixels of the given patches lie above raw 10000 (the old upper bound)
-    and outside ``bounds``."""
-    counts = {band: np.zeros(3, dtype=np.int64) for band in BANDS}
-    for start in range(0, len(rows), LRP_BATCH):
-        batch = split.gather(np.sort(rows[start : start + LRP_BATCH]))
-        for group in BAND_GROUPS:
-            values = batch[group.name].numpy()
-            for channel, band in enumerate(group.bands):
-                pixels = values[:, channel]
-                outside = (pixels < bounds.low[band]) | (pixels > bounds.high[band])
-                counts[band] += (pixels.size, int((pixels > REFLECTANCE_MAX).sum()), int(outside.sum()))
-    return pd.DataFrame(
-        [{"band": band, "low": bounds.low[band], "high": bounds.high[band], "pixels": n, "above_10000": above,
-          "outside_bounds": outside, "source": bounds.source} for band, (n, above, outside) in counts.items()]
-    )  # fmt: skip
 
 
 def rgb_heatmap(relevance_10m: Tensor) -> np.ndarray:
@@ -424,7 +364,7 @@ def explain(
         scores.to_csv(scores_csv, index=False)
         save(lrp_score_chart(summary), chart_png, chart_pdf)
         pd.DataFrame([r for f in found.values() for r in f.conservation]).to_csv(conservation_csv, index=False)
-        box = bounds_table(split, np.unique([e.row for e in examples]), bounds)
+        box = bounds_table(split, np.unique([e.row for e in examples]), bounds, LRP_BATCH)
         box.to_csv(bounds_csv, index=False)
     log.info("explained %d examples with %d models; ZBox bounds: %s; %d of %d explained pixels above raw 10000, "
              "%d outside the bounds", len(examples), len(found), bounds.source, box["above_10000"].sum(),
