@@ -47,3 +47,11 @@ def test_training_rows_need_torch_alone(tmp_path):
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0] == "benchmark,method,value,unit" and len(lines) > 1
     assert all(line.startswith("train,") for line in lines[1:])
+
+
+def test_statistics_benchmark_smoke():
+    spec = importlib.util.spec_from_file_location("bench_statistics", ROOT / "benchmarks" / "statistics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--quick"])
+    assert result["images"] == 500 and result["models"] == 3 and result["replicates"] == 50 and result["seconds"] > 0

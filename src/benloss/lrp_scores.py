@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from benloss.nomenclature import classes
+from benloss.statistics import bootstrap_mean_ci
 
 #: Value of a reference-map pixel that belongs to no BigEarthNet-19 class.
 NO_CLASS = 255
@@ -60,24 +61,16 @@ def region_scores(heatmap: np.ndarray, region: np.ndarray) -> dict:
     }
 
 
-def _bootstrap_mean_ci(
-    values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float, float]:
-    """Mean of ``values`` and its percentile bootstrap interval; NaNs for no values."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    resamples = np.random.default_rng(seed).integers(0, values.size, size=(n_boot, values.size))
-    means = values[resamples].mean(axis=1)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(values.mean()), float(low), float(high)
+def _mean_ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Mean and 95 % percentile bootstrap interval (``statistics.bootstrap_mean_ci``); NaNs for no values."""
+    return bootstrap_mean_ci(values, n_boot=n_boot, seed=seed) if len(values) else (float("nan"),) * 3
 
 
 def _summary_row(loss: str, name: str, group: pd.DataFrame, n_boot: int, seed: int) -> dict:
     scored = group.dropna(subset=["relevance_mass"])  # explanations without positive relevance have no mass
-    mass = _bootstrap_mean_ci(scored["relevance_mass"].to_numpy(), n_boot, seed)
-    gain = _bootstrap_mean_ci((scored["relevance_mass"] - scored["region_share"]).to_numpy(), n_boot, seed)
-    hits = _bootstrap_mean_ci(group["pointing_hit"].to_numpy(dtype=np.float64), n_boot, seed)
+    mass = _mean_ci(scored["relevance_mass"].to_numpy(), n_boot, seed)
+    gain = _mean_ci((scored["relevance_mass"] - scored["region_share"]).to_numpy(), n_boot, seed)
+    hits = _mean_ci(group["pointing_hit"].to_numpy(dtype=np.float64), n_boot, seed)
     return dict(zip(SUMMARY_COLUMNS, (loss, name, len(group), *mass, float(group["region_share"].mean()), *gain,
                                       *hits), strict=True))  # fmt: skip
 
