@@ -21,20 +21,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from benloss.archive import decode_patch
+from benloss.archive import MAP_SIZE, decode_patch
 from benloss.atomic import atomic_outputs
 from benloss.bands import BAND_GROUPS, DTYPE
 from benloss.datasets import Source
 from benloss.datasets.base import iter_reference_maps
 from benloss.datasets.bigearthnet_v1 import BigEarthNetV1
+from benloss.diskspace import require_free_space
 from benloss.labels import read_label_table
-from benloss.nomenclature import NO_CLASS, classes, multi_hot
+from benloss.nomenclature import classes, multi_hot
 from benloss.splits import SPLITS
 from benloss.training_statistics import FILE_NAME as TRAINING_STATISTICS
 from benloss.training_statistics import BandAccumulator
@@ -46,6 +49,12 @@ REFERENCE_MAPS = "reference_maps"
 def array_name(split: str, part: str) -> str:
     """File name of one encoded array, ``part`` a band group name, ``labels`` or ``reference_maps``."""
     return f"{split}_{part}.npy"
+
+
+def encoded_bytes(patches: int, with_maps: bool = False) -> int:
+    """Disk bytes of the encoded arrays of ``patches`` patches: their bands, label vectors and reference maps."""
+    pixels = sum(len(group.bands) * group.size**2 for group in BAND_GROUPS)
+    return patches * (pixels * np.dtype(DTYPE).itemsize + len(classes()) + (MAP_SIZE**2 if with_maps else 0))
 
 
 def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outdir: Path) -> dict:
@@ -61,6 +70,7 @@ def encode(source: Source, label_table: Path, outdir: Path) -> dict:
     }
     sizes = {split: int((table["split"] == split).sum()) for split in SPLITS}
     with_maps = source.reference_maps is not None
+    require_free_space(Path(outdir), encoded_bytes(sum(sizes.values()), with_maps), "the encoded arrays")
     with atomic_outputs(Path(outdir)) as (tmp,):
         tmp.mkdir()
         arrays = _allocate(tmp, sizes, with_maps)
@@ -74,8 +84,7 @@ def encode(source: Source, label_table: Path, outdir: Path) -> dict:
         if with_maps:
             _check_all_filled(source.reference_maps, slot, _fill_maps(source.reference_maps, slot, arrays))
         for split_arrays in arrays.values():
-            for array in split_arrays.values():
-                array.flush()
+            split_arrays["labels"].flush()  # band rows and maps went in with pwrite, not through their mappings
         statistics.write_csv(tmp / TRAINING_STATISTICS)
         if source.band_statistics is None:
             statistics.band_statistics().write_csv(tmp / "band_statistics.csv")
@@ -114,9 +123,34 @@ def _allocate(folder: Path, sizes: dict[str, int], with_maps: bool) -> dict[str,
             maps = np.lib.format.open_memmap(
                 folder / array_name(split, REFERENCE_MAPS), mode="w+", dtype=np.uint8, shape=(n, 120, 120)
             )
-            maps[:] = NO_CLASS
-            arrays[split][REFERENCE_MAPS] = maps
+            arrays[split][REFERENCE_MAPS] = maps  # every row is filled, or the stage fails
     return arrays
+
+
+class _RowWriter:
+    """Writes the rows of one memory-mapped ``.npy`` file with ``pwrite`` rather than through its mapping.
+
+    Pages written through a mapping count as the process's resident memory until they are written back
+    (1.6 GB after 10,000 patches, up to 83 GB for BigEarthNet); written with ``pwrite`` they sit in the page
+    cache only, so the encoder's memory stays flat however large the archive.
+    """
+
+    def __init__(self, array: np.memmap) -> None:
+        self.path = Path(array.filename)
+        self.dtype = array.dtype
+        self.offset = array.offset
+        self.row_bytes = array.itemsize * int(np.prod(array.shape[1:]))
+        self.file = open(self.path, "r+b")  # noqa: SIM115 (closed by close())
+
+    def write(self, row: int, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, dtype=self.dtype)
+        assert data.nbytes == self.row_bytes, (data.shape, self.row_bytes)
+        written = os.pwrite(self.file.fileno(), data, self.offset + row * self.row_bytes)
+        if written != data.nbytes:
+            raise OSError(f"{self.path}: wrote {written} of {data.nbytes} bytes of row {row} (disk full?)")
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _fill(
@@ -127,14 +161,20 @@ def _fill(
 ) -> set[str]:
     """Decode the wanted patches as they stream by, write each into its row and count the training ones."""
     filled: set[str] = set()
-    with tqdm(total=len(slot), desc="encode", unit=" patches", mininterval=2) as progress:
+    with ExitStack() as stack, tqdm(total=len(slot), desc="encode", unit=" patches", mininterval=2) as progress:
+        writers = {
+            split: {g.name: _RowWriter(split_arrays[g.name]) for g in BAND_GROUPS}
+            for split, split_arrays in arrays.items()
+        }
+        for writer in (w for split_writers in writers.values() for w in split_writers.values()):
+            stack.callback(writer.close)
         for patch in source.iter_patches(wanted=set(slot)):
             if patch.name not in slot:
                 continue
             split, row = slot[patch.name]
             bands = decode_patch(patch)
             for group in BAND_GROUPS:
-                arrays[split][group.name][row] = np.stack([bands[b] for b in group.bands])
+                writers[split][group.name].write(row, np.stack([bands[b] for b in group.bands]))
             if split == "train":
                 statistics.add(bands)
             filled.add(patch.name)
@@ -145,10 +185,13 @@ def _fill(
 def _fill_maps(path: Path, slot: dict[str, tuple[str, int]], arrays: dict[str, dict[str, np.memmap]]) -> set[str]:
     """Write each wanted patch's class-index reference map into its row."""
     filled: set[str] = set()
-    with tqdm(total=len(slot), desc="reference maps", unit=" maps", mininterval=2) as progress:
+    with ExitStack() as stack, tqdm(total=len(slot), desc="reference maps", unit=" maps", mininterval=2) as progress:
+        writers = {split: _RowWriter(split_arrays[REFERENCE_MAPS]) for split, split_arrays in arrays.items()}
+        for writer in writers.values():
+            stack.callback(writer.close)
         for name, class_map in iter_reference_maps(path, wanted=set(slot)):
             split, row = slot[name]
-            arrays[split][REFERENCE_MAPS][row] = class_map
+            writers[split].write(row, class_map)
             filled.add(name)
             progress.update()
     return filled

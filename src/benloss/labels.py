@@ -13,10 +13,14 @@ import pandas as pd
 from benloss.atomic import atomic_outputs
 from benloss.datasets import Source
 from benloss.datasets.bigearthnet_v1 import BigEarthNetV1
+from benloss.diskspace import require_free_space
 from benloss.nomenclature import classes
 from benloss.splits import SPLITS
 
 log = logging.getLogger(__name__)
+
+#: A generous bound on the label table's bytes per listed patch (name, split and labels; parquet stores less).
+TABLE_BYTES_PER_PATCH = 1024
 
 
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:
@@ -31,9 +35,10 @@ def class_counts(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_labels(source: Source, outdir: Path) -> dict:
     """Write ``patches.parquet``, ``class_counts.csv`` and ``summary.json`` of ``source`` into ``outdir``."""
+    outdir = Path(outdir)
+    require_free_space(outdir, TABLE_BYTES_PER_PATCH * source.listed(), "the label table and its summaries")
     table, summary = source.label_table()
     summary = {"dataset": source.dataset, "version": source.version, "description": source.describe(), **summary}
-    outdir = Path(outdir)
     with atomic_outputs(outdir / "patches.parquet", outdir / "class_counts.csv", outdir / "summary.json") as (
         parquet,
         counts,

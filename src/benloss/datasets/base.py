@@ -40,6 +40,9 @@ class Source(Protocol):
     def describe(self) -> str:
         """A line for tables, figures and the report."""
 
+    def listed(self) -> int:
+        """How many patches the label files list (before reading the archive: bounds the label table's size)."""
+
     def label_table(self) -> tuple[pd.DataFrame, dict]:
         """The kept patches (``TABLE_COLUMNS``) and a summary of what was dropped."""
 

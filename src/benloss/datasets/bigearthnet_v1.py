@@ -44,6 +44,9 @@ class BigEarthNetV1:
     def iter_patches(self, wanted: set[str]) -> Iterator[RawPatch]:
         return iter_patches(self.archive, read_bands=True, wanted=wanted, expected=V1_FILES)
 
+    def listed(self) -> int:
+        return len(split_of_patches(self.lists))
+
     def label_table(self) -> tuple[pd.DataFrame, dict]:
         """Read every patch's metadata once: the kept patches and a summary of what was dropped."""
         archive = self.archive

@@ -56,6 +56,11 @@ class BigEarthNetV2:
     def iter_patches(self, wanted: set[str]) -> Iterator[RawPatch]:
         return iter_patches(self.archive, read_bands=True, wanted=wanted, expected=V2_FILES)
 
+    def listed(self) -> int:
+        import pyarrow.parquet
+
+        return pyarrow.parquet.ParquetFile(self.metadata).metadata.num_rows
+
     def label_table(self) -> tuple[pd.DataFrame, dict]:
         """Kept patches from the metadata file, dropped ones from the exclusion file; the archive is not read."""
         if self.dataset == "bigearthnet-v2":
