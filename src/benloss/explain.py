@@ -38,7 +38,7 @@ from benloss.models import INPUT_CONVS, BandNormalizer, KBranchCNN
 from benloss.nomenclature import classes
 from benloss.plotting import save
 from benloss.synth import class_region, read_masks
-from benloss.train import load_model
+from benloss.train import choose_device, load_model
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,9 @@ class ExactMergeBatchNorm(SequentialMergeBatchNorm):
 def composite(model: nn.Module, statistics: BandStatistics) -> NameMapComposite:
     """Name-mapped LRP composite: ZBox on each branch's first conv, ZPlus on other convs, Epsilon on linears."""
     name_map = []
+    device = next(model.parameters()).device
     for group, name in zip(BAND_GROUPS, INPUT_CONVS, strict=True):
-        mean, std = (torch.from_numpy(a).view(1, -1, 1, 1) for a in statistics.group_arrays(group))
+        mean, std = (torch.from_numpy(a).view(1, -1, 1, 1).to(device) for a in statistics.group_arrays(group))
         name_map.append(((name,), ZBox(low=(0.0 - mean) / std, high=(REFLECTANCE_MAX - mean) / std)))
     convs = tuple(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and n not in INPUT_CONVS)
     linears = tuple(n for n, m in model.named_modules() if isinstance(m, nn.Linear))
@@ -100,7 +101,7 @@ def relevance(model: KBranchCNN, inputs: tuple[Tensor, ...], class_indices: Tens
     with composite(model, statistics).context(model) as modified:
         scores = modified(*leaves)
         selected = torch.zeros_like(scores)
-        rows = torch.arange(len(scores))
+        rows = torch.arange(len(scores), device=scores.device)
         selected[rows, class_indices] = scores[rows, class_indices]
         gradients = torch.autograd.grad(scores, leaves, grad_outputs=selected)
     # zennit's rule hooks hand back relevance in place of gradients: the input "gradient" is the relevance.
@@ -232,7 +233,13 @@ def trained_models(results: Path) -> dict[str, Path]:
 
 
 def explain(
-    results: Path, encoded: Path, requested: list[dict], out: Path, masks: Path | None = None, threads: int = 1
+    results: Path,
+    encoded: Path,
+    requested: list[dict],
+    out: Path,
+    masks: Path | None = None,
+    threads: int = 1,
+    device: str = "auto",
 ):
     """Write Fig. 1, the relevance arrays, the conservation table and (with masks) ``lrp_scores.csv``."""
     torch.set_num_threads(max(1, threads))
@@ -247,12 +254,14 @@ def explain(
     examples = figure_examples + [e for e in checks if e not in figure_examples]
     rows = np.array([e.row for e in examples])
     batch = split.gather(rows)
-    inputs = normalizer(batch)
-    class_indices = torch.tensor([e.class_index for e in examples])
+    target = choose_device(device)
+    inputs = tuple(x.to(target) for x in normalizer(batch))
+    class_indices = torch.tensor([e.class_index for e in examples], device=target)
     heatmaps, predictions, arrays, conservation, scores_rows = {}, {}, {}, [], []
     for loss, path in tqdm(trained_models(results).items(), desc="explain", unit=" models"):
-        model, config = load_model(path)
+        model, config = load_model(path, target)
         parts, scores = relevance(model, inputs, class_indices, statistics)
+        parts, scores = [p.cpu() for p in parts], scores.cpu()
         heat = rgb_heatmap(parts[0])
         whole = all_band_heatmap(parts)
         heatmaps[loss] = heat[: len(figure_examples)]
@@ -261,7 +270,7 @@ def explain(
             **{f"{loss}_{g.name}": p.numpy() for g, p in zip(BAND_GROUPS, parts, strict=True)},
         }
         with torch.no_grad():
-            logits = model(*inputs)
+            logits = model(*inputs).cpu()
         rule = build_loss(loss, class_frequencies=np.ones(len(classes())), **config.loss_params)
         predicted = rule.predict(logits)
         predictions[loss] = [

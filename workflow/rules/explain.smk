@@ -27,6 +27,9 @@ rule explain:
         results=run_folder,
         examples=explain_examples(),
         masks=demo_masks_argument,
+        device=config["training"]["device"],
+        gpu_slots=gpu_slot_options(),
     shell:
         "benloss explain --results {params.results} --encoded {input.encoded} --examples {params.examples}"
-        " {params.masks} --out {params.results} --threads {threads} > {log} 2>&1"
+        " {params.masks} --out {params.results} --threads {threads} --device {params.device}"
+        " {params.gpu_slots} > {log} 2>&1"
