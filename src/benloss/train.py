@@ -23,6 +23,7 @@ from benloss.atomic import atomic_outputs
 from benloss.bands import read_band_statistics
 from benloss.data import DeviceResidentSplit, EncodedSplit, batch_plan, fits_on_device, loader, split_bytes, to_device
 from benloss.losses import MultiLabelLoss, build_loss
+from benloss.memory import warn_if_uncached
 from benloss.metrics import MultiLabelMetrics
 from benloss.models import BandNormalizer, KBranchCNN, count_parameters, parameter_groups
 
@@ -275,6 +276,8 @@ class Trainer:
             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), count_parameters(self.model), self.config.width,
             self.train_split.n_images, self.val_split.n_images,
         )  # fmt: skip
+        if self.resident is None:
+            warn_if_uncached({split.split: split_bytes(split) for split in (self.train_split, self.val_split)})
         self.try_resume()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
