@@ -29,7 +29,7 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory):
     """Random encoded splits: no archive or label stage, so the tests run where rasterio and pyarrow are missing."""
-    return write_random_encoded(tmp_path_factory.mktemp("gpu") / "encoded", {"train": 48, "val": 16, "test": 8})
+    return write_random_encoded(tmp_path_factory.mktemp("gpu") / "encoded", {"train": 24, "val": 8, "test": 8})
 
 
 @pytest.fixture
@@ -53,11 +53,11 @@ def random_batch(n: int, seed: int, dtype: torch.dtype) -> tuple[list[torch.Tens
 
 def test_training_steps_on_cuda_agree_with_the_cpu_in_float64(accelerator, exact):
     torch.manual_seed(0)
-    reference = KBranchCNN(16).double()
+    reference = KBranchCNN(8).double()
     loss = build_loss("cel")
     trained = []
     for device in (torch.device("cpu"), accelerator):
-        model = KBranchCNN(16).double()
+        model = KBranchCNN(8).double()
         model.load_state_dict(reference.state_dict())
         for module in model.modules():  # dropout masks come from each device's own generator
             if isinstance(module, torch.nn.Dropout):
@@ -65,7 +65,7 @@ def test_training_steps_on_cuda_agree_with_the_cpu_in_float64(accelerator, exact
         model.to(device).train()
         optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
         for step in range(3):
-            inputs, targets = random_batch(8, step, torch.float64)
+            inputs, targets = random_batch(4, step, torch.float64)
             value = loss(model(*(x.to(device) for x in inputs)), targets.to(device))
             optimizer.zero_grad()
             value.backward()
@@ -88,11 +88,13 @@ def test_resuming_from_a_checkpoint_on_cuda_is_exact(accelerator, exact, encoded
 
 
 def test_bf16_autocast_trains_and_stays_finite(accelerator, encoded, tmp_path):
+    """bf16 autocast follows the float32 run within a few per cent, and every number stays finite."""
     counts = encoded / "class_counts.csv"
-    history = train(config(device=str(accelerator), amp=True, lr=1e-3), encoded, counts, tmp_path / "bf16")
-    numbers = deterministic(history).drop(columns="epoch").to_numpy(dtype=float)
-    assert np.isfinite(numbers).all()
-    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    fp32 = train(config(device=str(accelerator)), encoded, counts, tmp_path / "fp32")
+    bf16 = train(config(device=str(accelerator), amp=True), encoded, counts, tmp_path / "bf16")
+    assert np.isfinite(deterministic(bf16).to_numpy(dtype=float)).all()
+    for column in ("train_loss", "val_loss"):
+        np.testing.assert_allclose(bf16[column], fp32[column], rtol=0.05)
 
 
 def test_device_resident_data_give_the_pinned_loaders_history(accelerator, exact, encoded, tmp_path):

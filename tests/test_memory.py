@@ -1,10 +1,16 @@
-"""The page-cache warning: MemAvailable and cgroup limits read from (fake and real) kernel files."""
+"""Memory at scale: the page-cache warning (MemAvailable, cgroup limits) and device-resident data."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
+import torch
+
+from benloss.data import copy_in_chunks
+from benloss.encode import write_random_encoded
 from benloss.memory import cgroup_limit, meminfo_available, page_cache_budget, warn_if_uncached
+from benloss.train import TrainConfig, Trainer
 
 GIB = 2**30
 
@@ -49,3 +55,24 @@ def test_warning_only_when_the_splits_exceed_the_budget(caplog):
     caplog.clear()
     assert not warn_if_uncached(splits, budget=60 * GIB)
     assert caplog.text == ""
+
+
+def test_arrays_reach_the_device_whole_in_chunks(tmp_path):
+    array = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=np.uint16, shape=(10, 2, 3, 3))
+    array[:] = np.arange(array.size, dtype=np.uint16).reshape(array.shape)
+    copied = copy_in_chunks(array, torch.device("cpu"), rows=3)
+    assert copied.dtype == torch.uint16 and torch.equal(copied, torch.from_numpy(np.asarray(array)))
+
+
+def test_device_out_of_memory_falls_back_to_host_batches(tmp_path, monkeypatch, caplog):
+    encoded = write_random_encoded(tmp_path / "encoded", {"train": 16, "val": 8, "test": 8})
+
+    def out_of_memory(split, device):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr("benloss.train.DeviceResidentSplit", out_of_memory)
+    run = TrainConfig(loss="cel", width=8, epochs=1, batch_size=8, data_on_device=True)
+    trainer = Trainer(run, encoded, encoded / "class_counts.csv", tmp_path / "model")
+    assert trainer.resident is None
+    assert "ran out of memory holding the encoded splits" in caplog.text
+    assert trainer.train_epoch(1)[2] == 16

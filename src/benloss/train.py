@@ -165,8 +165,17 @@ class Trainer:
             log.warning("data_on_device: the encoded splits (%.1f GiB) do not fit on %s beside training; "
                         "loading batches from host memory instead", nbytes / 2**30, self.device)  # fmt: skip
             return None
+        try:
+            resident = {split.split: DeviceResidentSplit(split, self.device) for split in splits}
+        except torch.OutOfMemoryError:
+            resident = None
+        if resident is None:  # the partial copies are gone with the exception: hand their memory back
+            torch.cuda.empty_cache()
+            log.warning("data_on_device: %s ran out of memory holding the encoded splits (%.1f GiB); loading "
+                        "batches from host memory instead", self.device, nbytes / 2**30)  # fmt: skip
+            return None
         log.info("data_on_device: %.1f GiB of encoded arrays held on %s", nbytes / 2**30, self.device)
-        return {split.split: DeviceResidentSplit(split, self.device) for split in splits}
+        return resident
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, epoch: int) -> None:

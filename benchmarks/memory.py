@@ -1,0 +1,104 @@
+"""Host memory of one training job: peak resident memory of its process tree, the job's own (anonymous) memory
+apart from the memory-mapped split pages it touches (file-backed), optionally under a cgroup memory limit (the
+page cache then counts against the limit, as under SLURM). Random encoded splits, `benloss train` on the CPU.
+
+    python benchmarks/memory.py --train 2048 --val 512 --width 1024 --batch 256 --workers 4
+    python benchmarks/memory.py --train 8192 --val 2048 --limit-mb 1500    # as root, with a memory cgroup
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from benloss.encode import write_random_encoded
+
+ROOT = Path(__file__).resolve().parents[1]
+CGROUP_V1, CGROUP_V2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
+
+
+def status_kib(pid: int, fields: tuple[str, ...] = ("RssAnon", "RssFile", "RssShmem")) -> dict[str, int]:
+    values = dict.fromkeys(fields, 0)
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            key = line.split(":")[0]
+            if key in values:
+                values[key] = int(line.split()[1])
+    return values
+
+
+def make_cgroup(limit_mb: int) -> tuple[Path, Path]:
+    """A fresh memory cgroup with the limit; returns its folder and the file that adds a process to it."""
+    name = f"benloss-memory-{os.getpid()}"
+    if CGROUP_V1.is_dir():
+        folder = CGROUP_V1 / name
+        folder.mkdir()
+        (folder / "memory.limit_in_bytes").write_text(str(limit_mb * 2**20))
+    else:
+        folder = CGROUP_V2 / name
+        folder.mkdir()
+        (folder / "memory.max").write_text(str(limit_mb * 2**20))
+    return folder, folder / "cgroup.procs"
+
+
+def measure(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        encoded = write_random_encoded(Path(tmp) / "encoded", {"train": args.train, "val": args.val, "test": 8})
+        command = [sys.executable, "-m", "benloss", "train", "--encoded", str(encoded), "--class-counts",
+                   str(encoded / "class_counts.csv"), "--out", str(Path(tmp) / "model"), "--loss", "cel",
+                   "--width", str(args.width), "--epochs", "1", "--batch-size", str(args.batch), "--workers",
+                   str(args.workers), "--threads", str(args.threads), "--device", "cpu"]  # fmt: skip
+        cgroup, procs = make_cgroup(args.limit_mb) if args.limit_mb else (None, None)
+        env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
+        started = time.perf_counter()
+        job = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=(lambda: procs.write_text(str(os.getpid()))) if procs else None)  # fmt: skip
+        peak = {"anon_mib": 0.0, "file_mib": 0.0, "shmem_mib": 0.0, "main_anon_mib": 0.0, "processes": 0}
+        while job.poll() is None:
+            try:
+                tree = [psutil.Process(job.pid), *psutil.Process(job.pid).children(recursive=True)]
+                rows = [status_kib(p.pid) for p in tree]
+            except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
+                continue
+            peak["anon_mib"] = max(peak["anon_mib"], sum(r["RssAnon"] for r in rows) / 1024)
+            peak["file_mib"] = max(peak["file_mib"], sum(r["RssFile"] for r in rows) / 1024)
+            peak["shmem_mib"] = max(peak["shmem_mib"], sum(r["RssShmem"] for r in rows) / 1024)
+            peak["main_anon_mib"] = max(peak["main_anon_mib"], rows[0]["RssAnon"] / 1024)
+            peak["processes"] = max(peak["processes"], len(rows))
+            time.sleep(0.2)
+        stderr = job.stderr.read()
+        warned = "exceed the memory this job can keep in the page cache" in stderr
+        result = {"returncode": job.returncode, "seconds": time.perf_counter() - started,
+                  "splits_mib": (args.train + args.val) * 160_019 / 2**20, "limit_mb": args.limit_mb,
+                  "page_cache_warning": warned, **peak}  # fmt: skip
+        if cgroup is not None:
+            usage = cgroup / "memory.max_usage_in_bytes"
+            result["cgroup_peak_mib"] = int(usage.read_text()) / 2**20 if usage.exists() else None
+            cgroup.rmdir()
+        if job.returncode:
+            result["stderr_tail"] = stderr[-1500:]
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=int, default=2048, help="training images (160 kB each)")
+    parser.add_argument("--val", type=int, default=512, help="validation images")
+    parser.add_argument("--width", type=int, default=1024, help="units of the last fully connected layers")
+    parser.add_argument("--batch", type=int, default=256, help="batch size")
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the training process")
+    parser.add_argument("--limit-mb", type=int, default=None, help="run inside a new memory cgroup of this limit")
+    print(json.dumps(measure(parser.parse_args()), indent=2))
+
+
+if __name__ == "__main__":
+    main()
