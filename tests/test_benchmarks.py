@@ -56,6 +56,7 @@ def test_training_rows_need_torch_alone(tmp_path):
 BARE_MACHINE = "import sys; sys.modules.update(rasterio=None, zennit=None, snakemake=None, lmdb=None, pyarrow=None)\n"
 
 
+@pytest.mark.slow
 def test_gpu_check_smoke_runs_every_step_on_a_bare_machine(tmp_path):
     """`gpu_check.py --smoke`, with the data stack and zennit blocked in every process it starts."""
     (tmp_path / "bare").mkdir()

@@ -9,7 +9,7 @@ import torch
 
 from benloss.data import copy_in_chunks
 from benloss.encode import write_random_encoded
-from benloss.memory import cgroup_limit, meminfo_available, page_cache_budget, warn_if_uncached
+from benloss.memory import anonymous_bytes, cgroup_limit, meminfo_available, page_cache_budget, warn_if_uncached
 from benloss.train import TrainConfig, Trainer
 
 GIB = 2**30
@@ -76,3 +76,10 @@ def test_device_out_of_memory_falls_back_to_host_batches(tmp_path, monkeypatch, 
     assert trainer.resident is None
     assert "ran out of memory holding the encoded splits" in caplog.text
     assert trainer.train_epoch(1)[2] == 16
+
+
+def test_own_memory_is_read_from_status(tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nRssAnon:\t  204800 kB\nRssFile:\t 1024 kB\n")
+    assert anonymous_bytes(status) == 200 * 2**20
+    assert 0 < anonymous_bytes() < os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

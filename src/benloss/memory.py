@@ -55,9 +55,22 @@ def cgroup_limit(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Pat
     return min(limits) if limits else None
 
 
+def anonymous_bytes(status: Path = Path("/proc/self/status")) -> int:
+    """This process's own resident memory (``RssAnon``): what a cgroup limit leaves less of for the cache."""
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def page_cache_budget() -> int | None:
-    """Bytes of file data this job can keep cached: the smaller of MemAvailable and its cgroup limit."""
-    known = [value for value in (meminfo_available(), cgroup_limit()) if value is not None]
+    """Bytes of file data this job can keep cached: MemAvailable, or less where a cgroup limit (minus the
+    process's own memory) is smaller."""
+    limit = cgroup_limit()
+    known = [value for value in (meminfo_available(), limit and limit - anonymous_bytes()) if value is not None]
     return min(known) if known else None
 
 
@@ -68,8 +81,8 @@ def warn_if_uncached(split_bytes: dict[str, int], budget: int | None = None) -> 
     if budget is None or total <= budget:
         return False
     sizes = ", ".join(f"{split} {nbytes / 2**30:.1f} GiB" for split, nbytes in split_bytes.items())
-    log.warning("the encoded splits (%s) exceed the memory this job can keep in the page cache (%.1f GiB, the "
-                "smaller of MemAvailable and the cgroup limit): every epoch reads %.1f GiB from disk again. Give "
-                "the job more memory (training.mem_mb) or expect disk-bound epochs", sizes, budget / 2**30,
-                total / 2**30)  # fmt: skip
+    log.warning("the encoded splits (%s) exceed the memory this job can keep in the page cache (%.1f GiB: "
+                "MemAvailable, or the cgroup limit less the job's own memory): every epoch reads %.1f GiB from "
+                "disk again. Give the job more memory (training.mem_mb) or expect disk-bound epochs", sizes,
+                budget / 2**30, total / 2**30)  # fmt: skip
     return True
