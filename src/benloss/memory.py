@@ -17,15 +17,20 @@ log = logging.getLogger(__name__)
 NO_LIMIT = 2**60
 
 
-def meminfo_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
-    """``MemAvailable`` in bytes: free memory plus the page cache the kernel could reclaim."""
+def _kib_field(path: Path, key: str) -> int | None:
+    """The ``key:  <n> kB`` line of a /proc file, in bytes."""
     try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in path.read_text().splitlines():
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def meminfo_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """``MemAvailable`` in bytes: free memory plus the page cache the kernel could reclaim."""
+    return _kib_field(meminfo, "MemAvailable")
 
 
 def cgroup_limit(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
@@ -57,13 +62,7 @@ def cgroup_limit(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Pat
 
 def anonymous_bytes(status: Path = Path("/proc/self/status")) -> int:
     """This process's own resident memory (``RssAnon``): what a cgroup limit leaves less of for the cache."""
-    try:
-        for line in status.read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _kib_field(status, "RssAnon") or 0
 
 
 def page_cache_budget() -> int | None:
