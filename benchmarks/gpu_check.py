@@ -62,7 +62,7 @@ class Sizes:
     packing_seconds: float
 
 
-FULL = Sizes((128, 1024), 256, VARIANTS, 5.0, 8192, 64, (0, 4), (1, 2, 4), 60.0)
+FULL = Sizes((128, 1024), 256, VARIANTS, 3.0, 8192, 64, (0, 4), (1, 2, 4), 60.0)
 #: torch.compile takes minutes on a CPU: the smoke run leaves that variant out.
 SMOKE = Sizes((16,), 2, VARIANTS[:3], 0.2, 64, 4, (0, 1), (1, 2), 1.0)
 
@@ -303,6 +303,8 @@ def check(out: Path, smoke: bool, packing_seconds: float | None = None) -> dict:
         loading = loader_speed(device, sizes, Path(work), training)
     width = max(sizes.widths)
     variant = fastest(training, width)["variant"]
+    if device == "cuda":  # the packed processes get the card's memory this process no longer needs
+        torch.cuda.empty_cache()
     print(f"(d) packing ({variant}, width {width})", flush=True)
     packed = packing(device, sizes, width, variant)
     print("(e) projection", flush=True)
