@@ -1,6 +1,6 @@
-"""Host memory of one training job: peak resident memory of its process tree, the job's own (anonymous) memory
-apart from the memory-mapped split pages it touches (file-backed), optionally under a cgroup memory limit (the
-page cache then counts against the limit, as under SLURM). Random encoded splits, `benloss train` on the CPU.
+"""Host memory of one training job: the peak proportional resident memory (PSS) of its process tree, its own
+(anonymous) memory apart from the memory-mapped split pages it touches (file-backed), optionally under a cgroup
+memory limit (the page cache then counts against the limit, as under SLURM). Random encoded splits, on the CPU.
 
     python benchmarks/memory.py --train 2048 --val 512 --width 1024 --batch 256 --workers 4
     python benchmarks/memory.py --train 8192 --val 2048 --limit-mb 1500    # as root, with a memory cgroup
@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CGROUP_V1, CGROUP_V2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
 
 
-def status_kib(pid: int, fields: tuple[str, ...] = ("RssAnon", "RssFile", "RssShmem")) -> dict[str, int]:
+def pss_kib(pid: int, fields: tuple[str, ...] = ("Pss_Anon", "Pss_File", "Pss_Shmem")) -> dict[str, int]:
+    """Proportional set sizes of one process: shared pages (the workers' copy-on-write memory, a memory map
+    several processes read) count once across the tree."""
     values = dict.fromkeys(fields, 0)
-    with open(f"/proc/{pid}/status") as handle:
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
         for line in handle:
             key = line.split(":")[0]
             if key in values:
@@ -65,13 +67,13 @@ def measure(args: argparse.Namespace) -> dict:
         while job.poll() is None:
             try:
                 tree = [psutil.Process(job.pid), *psutil.Process(job.pid).children(recursive=True)]
-                rows = [status_kib(p.pid) for p in tree]
+                rows = [pss_kib(p.pid) for p in tree]
             except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
                 continue
-            peak["anon_mib"] = max(peak["anon_mib"], sum(r["RssAnon"] for r in rows) / 1024)
-            peak["file_mib"] = max(peak["file_mib"], sum(r["RssFile"] for r in rows) / 1024)
-            peak["shmem_mib"] = max(peak["shmem_mib"], sum(r["RssShmem"] for r in rows) / 1024)
-            peak["main_anon_mib"] = max(peak["main_anon_mib"], rows[0]["RssAnon"] / 1024)
+            peak["anon_mib"] = max(peak["anon_mib"], sum(r["Pss_Anon"] for r in rows) / 1024)
+            peak["file_mib"] = max(peak["file_mib"], sum(r["Pss_File"] for r in rows) / 1024)
+            peak["shmem_mib"] = max(peak["shmem_mib"], sum(r["Pss_Shmem"] for r in rows) / 1024)
+            peak["main_anon_mib"] = max(peak["main_anon_mib"], rows[0]["Pss_Anon"] / 1024)
             peak["processes"] = max(peak["processes"], len(rows))
             time.sleep(0.2)
         stderr = job.stderr.read()

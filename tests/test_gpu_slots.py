@@ -55,7 +55,8 @@ def test_seven_jobs_on_three_cards_by_two_never_share_and_the_seventh_waits(tmp_
             claims.append(claim_of(jobs[-1]))
         assert claims == slot_order(3, 2)
         jobs.append(start_job(locks, 2, tmp_path / "release6", cards=3))
-        time.sleep(1.0)
+        assert "all 6 GPU slots (3 card(s) × 2 job(s) per card" in jobs[6].stderr.readline()  # it waits
+        time.sleep(0.2)
         assert jobs[6].poll() is None
         (tmp_path / "release4").touch()  # the job on card 1, slot 1 ends
         assert jobs[4].wait(timeout=10) == 0
@@ -63,7 +64,6 @@ def test_seven_jobs_on_three_cards_by_two_never_share_and_the_seventh_waits(tmp_
         for i in (0, 1, 2, 3, 5, 6):
             (tmp_path / f"release{i}").touch()
         assert all(job.wait(timeout=10) == 0 for job in jobs)
-        assert "all 6 GPU slots (3 card(s) × 2 job(s) per card" in jobs[6].stderr.read()
     finally:
         for job in jobs:
             job.kill()

@@ -82,8 +82,10 @@ def try_claim(lock_dir: Path, cards: int, jobs_per_gpu: int) -> GpuSlot | None:
     """The first free slot, locked, or ``None`` when all are taken."""
     for card, slot in slot_order(cards, jobs_per_gpu):
         path = lock_dir / f"gpu{card}.slot{slot}.lock"
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        handle = os.fdopen(descriptor, "r+b")
+        # Read-only is enough for flock, and lets any user lock a file another user created.
+        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666), "rb")
+        with contextlib.suppress(PermissionError):
+            os.fchmod(handle.fileno(), 0o666)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -91,9 +93,6 @@ def try_claim(lock_dir: Path, cards: int, jobs_per_gpu: int) -> GpuSlot | None:
             if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 continue
             raise
-        handle.truncate(0)
-        handle.write(f"{os.getpid()}\n".encode())
-        handle.flush()
         return GpuSlot(card, slot, handle)
     return None
 
