@@ -87,3 +87,11 @@ def test_gpu_check_without_cuda_exits_2_and_says_why(capsys, monkeypatch):
     spec.loader.exec_module(module)
     assert module.main(["--out", "unused"]) == 2
     assert "no CUDA device here" in capsys.readouterr().err
+
+
+def test_statistics_benchmark_smoke():
+    spec = importlib.util.spec_from_file_location("bench_statistics", ROOT / "benchmarks" / "statistics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--quick"])
+    assert result["images"] == 500 and result["models"] == 3 and result["replicates"] == 50 and result["seconds"] > 0

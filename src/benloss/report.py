@@ -17,10 +17,11 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from benloss.atomic import atomic_outputs
-from benloss.guidelines import RULES, guidelines, paper_best
+from benloss.guidelines import ALPHA, RULES, TESTED, guidelines, paper_best
 from benloss.losses import LOSS_IDS, PAPER_LOSS_IDS, loss_info
-from benloss.paper import CITATION
-from benloss.tables import TABLE2_CRITERIA, paper_table1
+from benloss.paper import CITATION, TEXT_VERSUS_MATHS
+from benloss.paper import TABLE2_CRITERIA as PAPER_CRITERIA
+from benloss.tables import PAPER_COUNTERPARTS, TABLE2_CRITERIA, agreement_summary, paper_table1
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -89,6 +90,7 @@ def _table1_comparison(results: Path, demo: bool) -> list[dict]:
             # Later additions (ASL, ZLPR) have no paper numbers: None, shown as "—".
             theirs = float(paper.loc[metric, abbreviation]) if abbreviation in paper.columns else None
             row["cells"].append({"loss": abbreviation, "ours": mine["mean"], "std": mine["std"], "paper": theirs,
+                                 "ci_low": mine["ci_low"], "ci_high": mine["ci_high"],
                                  "difference": None if theirs is None else mine["mean"] - theirs})  # fmt: skip
         rows.append(row)
     return rows
@@ -101,8 +103,19 @@ def _table1_more(long: pd.DataFrame) -> dict:
     rows = []
     for metric, group in block.groupby("metric", sort=False):
         cells = group.set_index("loss").loc[losses]
-        rows.append({"metric": metric, "cells": cells[["mean", "std"]].to_dict("records")})
+        rows.append({"metric": metric, "cells": cells[["mean", "std", "ci_low", "ci_high"]].to_dict("records")})
     return {"losses": losses, "rows": rows}
+
+
+def _spreads(long: pd.DataFrame) -> list[dict]:
+    """Sample F1 per loss: seed mean ± std beside the test-image interval, and which spread dominates."""
+    rows = long[(long["metric"] == "F1") & (long["seeds"] > 1)]
+    return rows[["loss", "mean", "std", "ci_low", "ci_high", "test_se", "dominant_spread"]].to_dict("records")
+
+
+def _agreement(table2: pd.DataFrame) -> list[dict]:
+    """Per paper criterion: the measured mark compared and how many losses agree."""
+    return agreement_summary(table2).to_dict("records")
 
 
 def context(results: Path, config_path: Path) -> dict:
@@ -115,6 +128,7 @@ def context(results: Path, config_path: Path) -> dict:
     table1_long = pd.read_csv(results / "tables" / "table1.csv")
     table2 = pd.read_csv(results / "tables" / "table2.csv", index_col="loss")
     per_class = pd.read_csv(results / "tables" / "per_class_f1.csv", index_col=0)
+    pairwise = pd.read_csv(results / "tables" / "pairwise.csv")
     lrp = pd.read_csv(results / "tables" / "lrp_scores.csv")
     conservation = pd.read_csv(results / "explain" / "conservation.csv")
     archive = Path(summary["archive"])
@@ -150,8 +164,18 @@ def context(results: Path, config_path: Path) -> dict:
         "baseline": baselines[0] if baselines else None,
         "table1": _table1_comparison(results, demo),
         "table1_more": _table1_more(table1_long),
+        "spreads": _spreads(table1_long),
+        "pairwise": pairwise[pairwise["metric"] == "F1 samples"].to_dict("records"),
+        "alpha": ALPHA,
         "table2": table2.reset_index().to_dict("records"),
         "table2_criteria": TABLE2_CRITERIA,
+        "paper_criteria": [(criterion, PAPER_COUNTERPARTS[criterion]) for criterion in PAPER_CRITERIA],
+        "agreement": _agreement(table2),
+        "text_versus_maths": [
+            (loss_info(loss).abbreviation, note)
+            for loss, note in TEXT_VERSUS_MATHS.items()
+            if loss in config["training"]["losses"]
+        ],
         "per_class": {
             "losses": list(per_class.columns),
             "rows": [
@@ -164,14 +188,19 @@ def context(results: Path, config_path: Path) -> dict:
         .agg(["median", "min", "max"])
         .reset_index()
         .to_dict("records"),
-        "guidelines": guidelines(table2, table1_long),
-        "guideline_rules": [(column, "higher" if higher else "lower", meaning) for _, column, higher, meaning in RULES],
+        "guidelines": guidelines(table2, table1_long, pairwise),
+        "guideline_rules": [
+            (column, "higher" if higher else "lower", meaning) for _, column, higher, _, meaning in RULES
+        ],
+        "tested_columns": list(TESTED),
         "paper_best": loss_info(paper_best()).abbreviation,
         "losses": [loss_info(loss) for loss in LOSS_IDS if loss in config["training"]["losses"]],
         "paper_losses": [loss_info(loss).abbreviation for loss in PAPER_LOSS_IDS],
         "images": {
             "class_counts": data_uri(results / "figures" / "class_counts.png"),
             "f1_curves": data_uri(results / "figures" / "f1_curves.png"),
+            "f1_time": data_uri(results / "figures" / "f1_time.png"),
+            "pairwise": data_uri(results / "figures" / "pairwise_f1.png"),
             "lrp": data_uri(results / "figures" / "lrp_heatmaps.png"),
         },
         "git": git_commit(),

@@ -15,6 +15,7 @@ rule run_config:
 rule report:
     input:
         config=f"{RESULTS}/config.yaml",
+        statistics=rules.statistics.output,
         tables=rules.tables.output,
         figures=rules.figures.output,
         explain=rules.explain.output,
