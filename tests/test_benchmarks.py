@@ -90,7 +90,7 @@ def test_gpu_check_without_cuda_exits_2_and_says_why(capsys, monkeypatch):
 
 
 def test_statistics_benchmark_smoke():
-    spec = importlib.util.spec_from_file_location("bench_statistics", ROOT / "benchmarks" / "statistics.py")
+    spec = importlib.util.spec_from_file_location("bench_statistics", ROOT / "benchmarks" / "bootstrap.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = module.main(["--quick"])
