@@ -136,7 +136,7 @@ def training_speed(device: str, sizes: Sizes) -> list[dict]:
             rows.append({"width": width, "variant": variant, "train_images_per_s": train,
                          "forward_images_per_s": forward,
                          "seconds_with_warmup": time.perf_counter() - started})  # fmt: skip
-            print(f"  width {width} {variant}: {train:.0f} images/s training, {forward:.0f} forward", flush=True)
+            print(f"  width {width} {variant}: {train:.4g} images/s training, {forward:.4g} forward", flush=True)
     return rows
 
 
@@ -179,7 +179,7 @@ def loader_speed(device: str, sizes: Sizes, work: Path, training: list[dict]) ->
         for width in sizes.widths:
             row[f"x_fastest_training_width_{width}"] = rate / fastest(training, width)["train_images_per_s"]
         rows.append(row)
-        print(f"  {route}: {rate:.0f} images/s", flush=True)
+        print(f"  {route}: {rate:.4g} images/s", flush=True)
     return rows
 
 
@@ -212,7 +212,7 @@ def packing(device: str, sizes: Sizes, width: int, variant: str) -> list[dict]:
         for worker in workers:
             worker.wait()
         rows.append({"processes": count, "total_images_per_s": sum(rates), "per_process": rates})
-        print(f"  {count} process(es): {sum(rates):.0f} images/s in total", flush=True)
+        print(f"  {count} process(es): {sum(rates):.4g} images/s in total", flush=True)
     return rows
 
 

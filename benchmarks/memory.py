@@ -3,7 +3,7 @@
 memory limit (the page cache then counts against the limit, as under SLURM). Random encoded splits, on the CPU.
 
     python benchmarks/memory.py --train 2048 --val 512 --width 1024 --batch 256 --workers 4
-    python benchmarks/memory.py --train 8192 --val 2048 --limit-mb 1500    # as root, with a memory cgroup
+    python benchmarks/memory.py --loader-only --train 4096 --val 1024 --limit-mb 500   # as root, memory cgroup
 """
 
 from __future__ import annotations
@@ -22,6 +22,20 @@ import psutil
 from benloss.encode import write_random_encoded
 
 ROOT = Path(__file__).resolve().parents[1]
+#: --loader-only: two epochs of the training loader over both splits, no model (minutes of CPU become seconds).
+LOADER_EPOCHS = """
+import logging, sys
+from benloss.data import EncodedSplit, batch_plan, loader, split_bytes
+from benloss.memory import warn_if_uncached
+logging.basicConfig(level=logging.INFO)
+encoded, batch, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+splits = [EncodedSplit(encoded, name) for name in ("train", "val")]
+warn_if_uncached({split.split: split_bytes(split) for split in splits})
+for epoch in (1, 2):
+    for split in splits:
+        for _ in loader(split, batch_plan(split.n_images, batch, True, 0, epoch), workers, False):
+            pass
+"""
 CGROUP_V1, CGROUP_V2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
 
 
@@ -35,6 +49,15 @@ def pss_kib(pid: int, fields: tuple[str, ...] = ("Pss_Anon", "Pss_File", "Pss_Sh
             if key in values:
                 values[key] = int(line.split()[1])
     return values
+
+
+def evict(folder: Path) -> None:
+    """Drop the folder's files from the page cache, so the job's reads fault them in and its cgroup pays for them
+    (pages stay charged to the cgroup that first cached them, here the writer's)."""
+    for path in folder.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def make_cgroup(limit_mb: int) -> tuple[Path, Path]:
@@ -54,10 +77,13 @@ def make_cgroup(limit_mb: int) -> tuple[Path, Path]:
 def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         encoded = write_random_encoded(Path(tmp) / "encoded", {"train": args.train, "val": args.val, "test": 8})
+        evict(encoded)
         command = [sys.executable, "-m", "benloss", "train", "--encoded", str(encoded), "--class-counts",
                    str(encoded / "class_counts.csv"), "--out", str(Path(tmp) / "model"), "--loss", "cel",
                    "--width", str(args.width), "--epochs", "1", "--batch-size", str(args.batch), "--workers",
                    str(args.workers), "--threads", str(args.threads), "--device", "cpu"]  # fmt: skip
+        if args.loader_only:
+            command = [sys.executable, "-c", LOADER_EPOCHS, str(encoded), str(args.batch), str(args.workers)]
         cgroup, procs = make_cgroup(args.limit_mb) if args.limit_mb else (None, None)
         env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
         started = time.perf_counter()
@@ -98,6 +124,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="batch size")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the training process")
+    parser.add_argument("--loader-only", action="store_true", help="two loader epochs instead of training")
     parser.add_argument("--limit-mb", type=int, default=None, help="run inside a new memory cgroup of this limit")
     print(json.dumps(measure(parser.parse_args()), indent=2))
 
