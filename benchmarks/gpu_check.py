@@ -261,17 +261,17 @@ def markdown(result: dict) -> str:
     lines += [f"| {t['test']} | {t['outcome']} | {t['message']} |" for t in result["tests"]["tests"]]
     lines += ["", "## (b) Training, images/s (cudnn.benchmark on)", "",
               "| width | variant | training | forward |", "|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['width']} | {r['variant']} | {r['train_images_per_s']:.0f} | {r['forward_images_per_s']:.0f} |"
+    lines += [f"| {r['width']} | {r['variant']} | {r['train_images_per_s']:.4g} | {r['forward_images_per_s']:.4g} |"
               for r in result["training"]]  # fmt: skip
     widths = [key for key in result["loader"][0] if key.startswith("x_fastest")]
     lines += ["", "## (c) Loader routes, images/s, and over the fastest training variant", "",
               "| route | images/s | " + " | ".join(w.replace("x_fastest_training_", "× ") for w in widths) + " |",
               "|---" * (2 + len(widths)) + "|"]  # fmt: skip
-    lines += [f"| {r['route']} | {r['images_per_s']:.0f} | " + " | ".join(f"{r[w]:.1f}" for w in widths) + " |"
+    lines += [f"| {r['route']} | {r['images_per_s']:.4g} | " + " | ".join(f"{r[w]:.1f}" for w in widths) + " |"
               for r in result["loader"]]  # fmt: skip
     lines += ["", f"## (d) Packing: {result['packing_variant']}, width {result['projection']['width']}", "",
               "| processes | total images/s |", "|---|---|"]  # fmt: skip
-    lines += [f"| {r['processes']} | {r['total_images_per_s']:.0f} |" for r in result["packing"]]
+    lines += [f"| {r['processes']} | {r['total_images_per_s']:.4g} |" for r in result["packing"]]
     p = result["projection"]
     lines += ["", "## (e) The paper study on this card", "",
               f"7 losses × {EPOCHS} epochs × ({bench.TRAIN_IMAGES:,} training + {bench.VAL_IMAGES:,} validation "
