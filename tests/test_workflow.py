@@ -40,6 +40,7 @@ def test_every_stage_produces_its_outputs(tiny_run):
     for path in ("labels/patches.parquet", "labels/class_counts.csv", "labels/summary.json", "encoded/meta.json",
                  "tables/table1.csv", "tables/table2.csv", "tables/lrp_scores.csv", "figures/f1_curves.pdf",
                  "figures/lrp_heatmaps.png", "figures/f1_time.png", "figures/pairwise_f1.png", "tables/intervals.csv",
+                 "figures/lrp_scores.png", "explain/zbox_bounds.csv",
                  "report.html"):  # fmt: skip
         assert (tiny_run / path).exists(), path
     assert set(yaml.safe_load(TINY.read_text())["training"]["losses"]) == set(LOSS_IDS)
@@ -69,7 +70,9 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     table1 = pd.read_csv(tiny_run / "tables" / "table1.csv")
     for value in table1.loc[table1["metric"] == "F1", "mean"]:
         assert f"{value:.1f}" in html
-    assert 'src="http' not in html and html.count("data:image/png;base64,") == 5
+    scored = len((tiny_run / "tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
+    assert 'src="http' not in html and html.count("data:image/png;base64,") == 5 + scored
+    assert 'id="zbox-bounds"' in html and ('id="lrp-scores"' if scored else 'id="lrp-not-scored"') in html
     for low, high in table1.loc[table1["metric"] == "F1", ["ci_low", "ci_high"]].itertuples(index=False):
         assert f"[{low:.1f}, {high:.1f}]" in html
     summary = json.loads((tiny_run / "labels" / "summary.json").read_text())

@@ -95,11 +95,16 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     from benloss.explain import explain
-    from benloss.gpu import gpu_slot
 
-    with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
-        explain(args.results, args.encoded, json.loads(args.examples), args.out, masks=args.masks,
-                threads=args.threads, device=args.device)  # fmt: skip
+    explain(
+        args.results,
+        args.encoded,
+        json.loads(args.examples),
+        args.out,
+        per_class=args.per_class,
+        seed=args.seed,
+        threads=args.threads,
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -191,14 +196,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_figures)
 
-    p = steps.add_parser("explain", help="LRP heatmaps (Fig. 1) and their checks")
-    p.add_argument("--results", type=Path, required=True)
-    p.add_argument("--encoded", type=Path, required=True)
-    p.add_argument("--examples", required=True, help="JSON list of {class, patch?}")
-    p.add_argument("--masks", type=Path, default=None, help="the demo's region masks")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=1)
-    _add_gpu_options(p)
+    p = steps.add_parser("explain", help="LRP heatmaps (Fig. 1), their checks and scores against reference maps")
+    p.add_argument("--results", type=Path, required=True, help="the run folder with models/<loss>/seed*/model.pt")
+    p.add_argument("--encoded", type=Path, required=True, help="the encoded folder (test split, reference maps)")
+    p.add_argument("--examples", required=True, help="Fig. 1's examples: JSON list of {class, patch?}")
+    p.add_argument("--per-class", type=int, default=5, help="test patches per class scored against reference maps")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stratified sample and the bootstrap")
+    p.add_argument("--out", type=Path, required=True, help="the run folder to write figures/, tables/, explain/ into")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.set_defaults(func=cmd_explain)
 
     p = steps.add_parser("report", help="the self-contained HTML report")

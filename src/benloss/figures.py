@@ -1,5 +1,5 @@
 """Fig. 2 (validation F1 and loss per epoch, every loss on one axis), F1 per training second, the class-count
-chart and the matrix of pairwise F1 differences."""
+chart, the matrix of pairwise F1 differences and the LRP scores."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from benloss.atomic import atomic_outputs
-from benloss.losses import loss_info
+from benloss.losses import LOSS_IDS, loss_info
 from benloss.plotting import LOSS_STYLE, save
 from benloss.results import histories, losses_present
 from benloss.splits import SPLITS
@@ -102,6 +102,40 @@ def class_count_chart(counts: pd.DataFrame) -> plt.Figure:
     axis.set_title(f"Patches per class; most frequent / rarest in train = {ratio:.0f}×")
     axis.legend()
     axis.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def lrp_score_chart(summary: pd.DataFrame) -> plt.Figure:
+    """LRP scores per class (rows, ``all`` on top) and loss (colours) with 95 % intervals: left the share of
+    positive relevance inside the class region, right the pointing game; grey bars mark the region's share of
+    the patch, what an explanation blind to the region scores on average. Empty summary: a note saying so."""
+    if summary.empty:
+        figure, axis = plt.subplots(figsize=(6, 1.5))
+        axis.text(0.5, 0.5, "No reference maps for the test split: explanations not scored.", ha="center", va="center")
+        axis.set_axis_off()
+        return figure
+    losses = list(summary["loss"].drop_duplicates())
+    names = list(summary["class"].drop_duplicates())
+    names = [*[n for n in names if n != "all"][::-1], "all"]
+    ids = {loss_info(loss).abbreviation: loss for loss in LOSS_IDS}
+    figure, axes = plt.subplots(1, 2, figsize=(12, 1.0 + 0.32 * len(names) * max(1, len(losses)) ** 0.5),
+                                sharey=True, constrained_layout=True)  # fmt: skip
+    offsets = np.linspace(-0.3, 0.3, len(losses)) if len(losses) > 1 else np.zeros(1)
+    chance = summary.groupby("class")["region_share"].mean()
+    positions = np.arange(len(names))
+    for axis, column, title in ((axes[0], "relevance_mass", "Positive relevance inside the class region"),
+                                (axes[1], "pointing_game", "Pointing game: most relevant pixel inside")):  # fmt: skip
+        axis.barh(positions, [chance[n] for n in names], height=0.8, color="0.88", label="region share of patch")
+        for offset, loss in zip(offsets, losses, strict=True):
+            rows = summary[summary["loss"] == loss].set_index("class").reindex(names)
+            error = np.vstack([rows[column] - rows[f"{column}_low"], rows[f"{column}_high"] - rows[column]])
+            style = LOSS_STYLE.get(ids.get(loss, ""), {"color": "0.3", "marker": "o"})
+            axis.errorbar(rows[column], positions + offset, xerr=np.nan_to_num(error), linestyle="none",
+                          markersize=4, capsize=0, elinewidth=1, label=loss, **style)  # fmt: skip
+        axis.set(xlim=(0, 1), title=title, xlabel="share of explanations" if column == "pointing_game" else "share")
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(positions, [n if len(n) < 40 else n[:37] + "…" for n in names], fontsize=7)
+    axes[1].legend(fontsize=7, loc="lower right")
     return figure
 
 

@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from benloss.atomic import atomic_outputs
 from benloss.guidelines import ALPHA, RULES, TESTED, guidelines, paper_best
 from benloss.losses import LOSS_IDS, PAPER_LOSS_IDS, loss_info
+from benloss.lrp_scores import ALL_CLASSES
 from benloss.paper import CITATION, TEXT_VERSUS_MATHS
 from benloss.paper import TABLE2_CRITERIA as PAPER_CRITERIA
 from benloss.tables import PAPER_COUNTERPARTS, TABLE2_CRITERIA, agreement_summary, paper_table1
@@ -107,6 +108,25 @@ def _table1_more(long: pd.DataFrame) -> dict:
     return {"losses": losses, "rows": rows}
 
 
+def _dataset(results: Path) -> str | None:
+    """The dataset and version the encode stage recorded in ``encoded/meta.json``; None where it did not."""
+    path = results / "encoded" / "meta.json"
+    meta = json.loads(path.read_text()) if path.exists() else {}
+    if "description" in meta:
+        return str(meta["description"])
+    if "dataset" in meta:
+        return f"{meta['dataset']} {meta.get('version', '')}".strip()
+    return None
+
+
+def _zbox_summary(bounds: pd.DataFrame) -> dict:
+    """Where ZBox's bounds came from and how many explained pixels the fixed bound 10000 and they leave out."""
+    pixels = int(bounds["pixels"].sum())
+    return {"source": str(bounds["source"].iloc[0]), "pixels": pixels,
+            "above_10000": int(bounds["above_10000"].sum()), "outside_bounds": int(bounds["outside_bounds"].sum()),
+            "above_share": bounds["above_10000"].sum() / max(pixels, 1)}  # fmt: skip
+
+
 def _spreads(long: pd.DataFrame) -> list[dict]:
     """Sample F1 per loss: seed mean ± std beside the test-image interval, and which spread dominates."""
     rows = long[(long["metric"] == "F1") & (long["seeds"] > 1)]
@@ -129,7 +149,6 @@ def context(results: Path, config_path: Path) -> dict:
     table2 = pd.read_csv(results / "tables" / "table2.csv", index_col="loss")
     per_class = pd.read_csv(results / "tables" / "per_class_f1.csv", index_col=0)
     pairwise = pd.read_csv(results / "tables" / "pairwise.csv")
-    lrp = pd.read_csv(results / "tables" / "lrp_scores.csv")
     conservation = pd.read_csv(results / "explain" / "conservation.csv")
     archive = Path(summary["archive"])
     if demo and archive.is_file():
@@ -138,22 +157,12 @@ def context(results: Path, config_path: Path) -> dict:
         checksum = config["data"]["download"]["md5"] + " (verified at download)"
     runs = _run_records(results)
     baselines = [json.loads(p.read_text()) for p in sorted((results / "models").glob("*/seed*/baseline.json"))]
-    lrp_summary = (
-        lrp.groupby("loss", sort=False)
-        .agg(
-            relevance_mass=("relevance_mass", "mean"),
-            region_share=("region_share", "mean"),
-            pointing=("pointing_hit", "mean"),
-            examples=("patch", "size"),
-        )
-        .reset_index()
-        .to_dict("records")
-        if len(lrp)
-        else []
-    )
+    lrp = pd.read_csv(results / "tables" / "lrp_scores.csv")
+    bounds = pd.read_csv(results / "explain" / "zbox_bounds.csv")
     return {
         "title": f"benloss report: run {config['run']}",
         "demo": demo,
+        "dataset": _dataset(results),
         "citation": CITATION,
         "config": config,
         "config_text": config_text,
@@ -183,7 +192,9 @@ def context(results: Path, config_path: Path) -> dict:
                 for name, row in per_class.iterrows()
             ],
         },
-        "lrp_summary": lrp_summary,
+        "lrp_summary": lrp[lrp["class"] == ALL_CLASSES].to_dict("records"),
+        "lrp_per_class": int(config["explain"]["per_class"]),
+        "zbox": _zbox_summary(bounds),
         "conservation": conservation.groupby("loss", sort=False)["ratio"]
         .agg(["median", "min", "max"])
         .reset_index()
@@ -202,11 +213,13 @@ def context(results: Path, config_path: Path) -> dict:
             "f1_time": data_uri(results / "figures" / "f1_time.png"),
             "pairwise": data_uri(results / "figures" / "pairwise_f1.png"),
             "lrp": data_uri(results / "figures" / "lrp_heatmaps.png"),
+            "lrp_scores": data_uri(results / "figures" / "lrp_scores.png"),
         },
         "git": git_commit(),
         "versions": versions(),
         "composite": [
-            "first convolution of each branch (10 m, 20 m, 60 m): ZBox, bounds = normalised raw 0 and 10000 per band",
+            f"first convolution of each branch (10 m, 20 m, 60 m): ZBox, per-band bounds {bounds['source'].iloc[0]},"
+            " normalised like the inputs",
             "other convolutions: ZPlus",
             "fully connected layers: Epsilon (ε = 1e-6)",
             "BatchNorm merged into the preceding layers (SequentialMergeBatchNorm), model in eval mode",

@@ -20,6 +20,7 @@ rule report:
         figures=rules.figures.output,
         explain=rules.explain.output,
         summary=f"{RESULTS}/labels/summary.json",
+        encoded=f"{RESULTS}/encoded",
         baselines=all_models("baseline.json"),
     output:
         f"{RESULTS}/report.html",
