@@ -99,7 +99,7 @@ def fits_on_device(nbytes: int, device: torch.device) -> bool:
 def copy_in_chunks(array: np.ndarray, device: torch.device, rows: int = 2048) -> Tensor:
     """A memory-mapped array on ``device``, copied ``rows`` at a time: host memory stays at one chunk
     (the real training split's 10 m bands alone are 29 GiB)."""
-    tensor = torch.empty(array.shape, dtype=torch.from_numpy(array[:0]).dtype, device=device)
+    tensor = torch.empty(array.shape, dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype, device=device)
     for start in range(0, len(array), rows):
         tensor[start : start + rows].copy_(torch.from_numpy(np.ascontiguousarray(array[start : start + rows])))
     return tensor
