@@ -89,6 +89,30 @@ def test_gpu_check_without_cuda_exits_2_and_says_why(capsys, monkeypatch):
     assert "no CUDA device here" in capsys.readouterr().err
 
 
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decompression_benchmark_smoke(capsys):
+    rows = load_script("decompress").main(["--quick"])
+    routes = {row["route"] for row in rows}
+    assert {"baseline: tarfile r|gz", "gzip: gzip", "zstd: zstandard stream reader"} <= routes
+    members = {row["n"] for row in rows if row["what"] == "walk tar"}
+    assert members == {6 * 13}  # every route reads the same 6 patches of 13 files
+    assert "baseline/cpu" in capsys.readouterr().out
+
+
+def test_scale_benchmark_smoke(tmp_path):
+    rows = load_script("scale").main(["--quick", "--work", str(tmp_path)])
+    steps = {(row["patches"], row["step"]) for row in rows}
+    assert {(8, "labels"), (16, "encode"), (16, "tarfile + gzip reading once")} <= steps
+    assert all(row["peak_rss_mb"] > 0 and row["cpu_s"] > 0 for row in rows)
+    assert (tmp_path / "scale.csv").read_text().startswith("patches,archive_mb,step,wall_s,cpu_s,peak_rss_mb")
+
+
 def test_statistics_benchmark_smoke():
     spec = importlib.util.spec_from_file_location("bench_statistics", ROOT / "benchmarks" / "bootstrap.py")
     module = importlib.util.module_from_spec(spec)
