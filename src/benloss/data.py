@@ -101,7 +101,7 @@ def copy_in_chunks(array: np.ndarray, device: torch.device, rows: int = 2048) ->
     (the real training split's 10 m bands alone are 29 GiB)."""
     tensor = torch.empty(array.shape, dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype, device=device)
     for start in range(0, len(array), rows):
-        tensor[start : start + rows].copy_(torch.from_numpy(np.ascontiguousarray(array[start : start + rows])))
+        tensor[start : start + rows].copy_(torch.from_numpy(np.array(array[start : start + rows])))
     return tensor
 
 
