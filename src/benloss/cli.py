@@ -45,6 +45,15 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--band-statistics", type=Path, help="band,mean,std file that normalises (v1.0 layout)")
 
 
+def _add_gpu_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    parser.add_argument("--jobs-per-gpu", type=int, default=1,
+                        help="jobs sharing one card when no scheduler assigns devices (see benloss.gpu)")  # fmt: skip
+    parser.add_argument("--gpu-lock-dir", type=Path, default=None,
+                        help="folder of the GPU slot locks, shared by all jobs on the machine (default: under the "
+                        "system temp folder)")  # fmt: skip
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     from benloss.synth import SynthConfig, make_demo_archive
 
@@ -70,6 +79,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from benloss.gpu import gpu_slot
     from benloss.train import TrainConfig, train
 
     config = TrainConfig(
@@ -78,13 +88,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         channels_last=args.channels_last, threads=args.threads, workers=args.workers,
         data_on_device=args.data_on_device,
     )  # fmt: skip
-    train(config, args.encoded, args.class_counts, args.out)
+    with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
+        train(config, args.encoded, args.class_counts, args.out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from benloss.evaluate import evaluate
+    from benloss.gpu import gpu_slot
 
-    evaluate(args.model, args.val_scores, args.encoded, args.out, threads=args.threads, device=args.device)
+    with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
+        evaluate(args.model, args.val_scores, args.encoded, args.out, threads=args.threads, device=args.device)
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
@@ -166,7 +179,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--loss-params", default="{}", help="JSON object of the loss's parameters")
-    p.add_argument("--device", default="auto")
+    _add_gpu_options(p)
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the convolutions")
     p.add_argument("--threads", type=int, default=1)
@@ -180,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--encoded", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="auto")
+    _add_gpu_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = steps.add_parser("statistics", help="paired bootstrap: Table 1 intervals and pairwise differences")

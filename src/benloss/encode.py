@@ -27,11 +27,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from benloss.archive import MAP_SIZE, decode_patch
 from benloss.atomic import atomic_outputs
-from benloss.bands import BAND_GROUPS, DTYPE
+from benloss.bands import BAND_GROUPS, DTYPE, official_band_statistics
 from benloss.datasets import Source
 from benloss.datasets.base import iter_reference_maps
 from benloss.datasets.bigearthnet_v1 import BigEarthNetV1
@@ -107,7 +108,7 @@ def encode(source: Source, label_table: Path, outdir: Path) -> dict:
     return meta
 
 
-def _allocate(folder: Path, sizes: dict[str, int], with_maps: bool) -> dict[str, dict[str, np.memmap]]:
+def _allocate(folder: Path, sizes: dict[str, int], with_maps: bool = False) -> dict[str, dict[str, np.memmap]]:
     arrays: dict[str, dict[str, np.memmap]] = {}
     for split, n in sizes.items():
         arrays[split] = {
@@ -219,3 +220,32 @@ def read_reference_maps(folder: Path, split: str) -> np.ndarray | None:
 def read_patch_names(folder: Path, split: str) -> list[str]:
     """Patch names of one split, in the row order of its arrays."""
     return (Path(folder) / f"{split}_patches.txt").read_text().split()
+
+
+def write_random_encoded(outdir: Path, sizes: dict[str, int], seed: int = 0) -> Path:
+    """An encoded folder of random patches and its ``class_counts.csv``, without an archive or the label stage.
+
+    Bands are uniform within two standard deviations of the official band means, about one label in five is on:
+    enough for speed checks and the GPU tests, on machines that lack the data stack (rasterio, pyarrow).
+    """
+    rng = np.random.default_rng(seed)
+    statistics = official_band_statistics()
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True)
+    arrays = _allocate(outdir, sizes)
+    counts = pd.DataFrame(0, index=pd.Index(classes(), name="class"), columns=list(sizes), dtype=int)
+    for split, parts in arrays.items():
+        for group in BAND_GROUPS:
+            mean, std = (a.reshape(1, -1, 1, 1) for a in statistics.group_arrays(group))
+            low, high = np.maximum(mean - 2 * std, 0), mean + 2 * std
+            for start in range(0, sizes[split], 1024):  # in chunks: memory stays bounded
+                block = parts[group.name][start : start + 1024]
+                block[:] = (low + (high - low) * rng.random(block.shape, dtype=np.float32)).astype(DTYPE)
+        parts["labels"][:] = rng.random(parts["labels"].shape) < 0.2
+        counts[split] = parts["labels"].sum(axis=0)
+        for array in parts.values():
+            array.flush()
+        (outdir / f"{split}_patches.txt").write_text("".join(f"random_{split}_{i}\n" for i in range(sizes[split])))
+    statistics.write_csv(outdir / "band_statistics.csv")
+    counts.to_csv(outdir / "class_counts.csv")
+    return outdir

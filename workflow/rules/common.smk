@@ -188,6 +188,15 @@ def gpu_resources():
     return 1 if config["training"]["gpu"] else 0
 
 
+def gpu_slot_options():
+    """How GPU jobs share the cards of a machine without a scheduler (see benloss.gpu)."""
+    training = config["training"]
+    options = f"--jobs-per-gpu {training['jobs_per_gpu']}"
+    if training["gpu_lock_dir"]:
+        options += f" --gpu-lock-dir {training['gpu_lock_dir']}"
+    return options
+
+
 def gpu_model():
     """The GPU model SLURM should allocate, or "" for any."""
     return (config["training"]["gpu"] and config["training"]["gpu_model"]) or ""
