@@ -146,14 +146,15 @@ def test_demo_in_v2_layout_runs_through_the_data_stages():
     assert (results / "encoded" / "training_band_statistics.csv").exists()
 
 
-def test_extended_config_is_the_paper_config_with_all_nine_losses():
-    paper = yaml.safe_load((ROOT / "config" / "bigearthnet.yaml").read_text())
-    extended = yaml.safe_load((ROOT / "config" / "bigearthnet_extended.yaml").read_text())
+@pytest.mark.parametrize("name", ["bigearthnet", "bigearthnet_v2"])
+def test_extended_config_is_the_paper_config_with_all_nine_losses(name):
+    paper = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    extended = yaml.safe_load((ROOT / "config" / f"{name}_extended.yaml").read_text())
     assert extended["training"].pop("losses") == list(LOSS_IDS)
     assert paper["training"].pop("losses") == list(PAPER_LOSS_IDS)
     assert extended["loss_params"].pop("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "margin": 0.05}
     assert extended == paper  # same run folder and settings: the seven trained models are reused
-    result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet_extended.yaml"), "--quiet", "rules")
+    result = snakemake("-n", "--configfile", str(ROOT / "config" / f"{name}_extended.yaml"), "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (result.stdout + result.stderr).splitlines()
     assert any(line.split() == ["train", "9"] for line in lines), lines[-40:]
