@@ -155,3 +155,31 @@ def calibrate_thresholds(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
         f1 = np.where(last_of_tie, 2 * tp / (predicted + positives), -1.0)
         thresholds[c] = ranked_scores[int(np.argmax(f1))]
     return thresholds
+
+
+def calibrate_sample_f1_threshold(scores: np.ndarray, targets: np.ndarray) -> float:
+    """The one threshold for every class that maximises sample F1 of ``score ≥ threshold``.
+
+    Candidates are the observed scores and +inf (predict nothing); ties keep the highest threshold.
+    Lowering the threshold past a score changes that image's F1 only, by a step known from the image's
+    own ranking, so one sorted sweep over all N·C scores gives sample F1 at every candidate.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets).astype(bool)
+    if scores.shape != targets.shape or scores.ndim != 2 or scores.size == 0:
+        raise ValueError(f"scores {scores.shape} and targets {targets.shape} must both be (N, C) with N, C ≥ 1")
+    positives = targets.sum(1, keepdims=True)
+    # Image i's F1 with its top k scores predicted, j of them true: 2j / (k + positives_i); 0 without positives.
+    row_order = np.argsort(-scores, axis=1, kind="stable")
+    true_so_far = np.cumsum(np.take_along_axis(targets, row_order, 1), axis=1)
+    k = np.arange(1, scores.shape[1] + 1)
+    f1 = _ratio(2 * true_so_far, np.where(positives > 0, k + positives, 0), 0.0)
+    steps = np.empty_like(f1)
+    np.put_along_axis(steps, row_order, np.diff(f1, axis=1, prepend=0.0), 1)
+    order = np.argsort(-scores, axis=None, kind="stable")
+    ranked_scores = scores.flat[order]
+    f1_sum = np.cumsum(steps.flat[order])
+    last_of_tie = np.r_[ranked_scores[1:] < ranked_scores[:-1], True]
+    f1_sum[~last_of_tie] = -1.0
+    best = int(np.argmax(f1_sum))
+    return float(ranked_scores[best]) if f1_sum[best] > 0 else float("inf")

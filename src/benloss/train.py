@@ -52,7 +52,7 @@ class TrainConfig:
     lr: float = 1e-4
     rmsprop_alpha: float = 0.9
     rmsprop_eps: float = 1e-7
-    weight_decay: float = 2e-5
+    weight_decay: float = 0.0
     loss_params: dict = field(default_factory=dict)
     device: str = "auto"
     amp: bool = False
