@@ -49,8 +49,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = TrainConfig(
         loss=args.loss, seed=args.seed, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, loss_params=json.loads(args.loss_params), device=args.device, amp=args.amp,
-        channels_last=args.channels_last, threads=args.threads, workers=args.workers,
+        lr=args.lr, weight_decay=args.weight_decay, loss_params=json.loads(args.loss_params), device=args.device,
+        amp=args.amp, channels_last=args.channels_last, threads=args.threads, workers=args.workers,
         data_on_device=args.data_on_device,
     )  # fmt: skip
     train(config, args.encoded, args.class_counts, args.out)

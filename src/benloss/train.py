@@ -69,6 +69,17 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def rmsprop(model: torch.nn.Module, config: TrainConfig) -> torch.optim.RMSprop:
+    """RMSprop as tf.keras's (TF 2, no momentum): accumulator from zero, v ← ρv + (1 − ρ)g², w ← w − lr·g/(√v + ε).
+
+    PyTorch's RMSprop is exactly this (unlike TF1's ``RMSPropOptimizer``, whose accumulator starts at 1 with
+    ε inside the square root); weight decay, when set, adds decay·w to the kernels' gradients.
+    """
+    return torch.optim.RMSprop(
+        parameter_groups(model, config.weight_decay), lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps
+    )
+
+
 class Interrupted(RuntimeError):
     """SIGTERM arrived (a SLURM time limit, a preemption): the last finished epoch is checkpointed."""
 
@@ -145,12 +156,7 @@ class Trainer:
         self.model = KBranchCNN(config.width, n_classes=self.train_split.arrays["labels"].shape[1]).to(
             self.device, memory_format=self.memory_format
         )
-        self.optimizer = torch.optim.RMSprop(
-            parameter_groups(self.model, config.weight_decay),
-            lr=config.lr,
-            alpha=config.rmsprop_alpha,
-            eps=config.rmsprop_eps,
-        )
+        self.optimizer = rmsprop(self.model, config)
         self.resident = self._resident_splits() if config.data_on_device else None
         self.history: list[dict] = []
         self.start_epoch = 1
