@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from benloss.metrics import MultiLabelMetrics, calibrate_sample_f1_threshold, calibrate_thresholds
+from benloss.metrics import (
+    MultiLabelMetrics,
+    calibrate_sample_f1_threshold,
+    calibrate_sample_f1_thresholds,
+    calibrate_thresholds,
+)
 
 
 def random_case(seed: int, n: int = 157, c: int = 7, ties: bool = False):
@@ -122,3 +127,29 @@ def test_sample_f1_threshold_by_hand():
 
 def test_sample_f1_threshold_without_positives_predicts_nothing():
     assert calibrate_sample_f1_threshold(np.zeros((3, 2)), np.zeros((3, 2), bool)) == np.inf
+
+
+@pytest.mark.parametrize(("seed", "ties"), [(10, False), (11, True)])
+def test_per_class_sample_f1_thresholds_cannot_be_improved_in_any_one_class_by_brute_force(seed, ties):
+    true, _, scores = random_case(seed, n=40, c=4, ties=ties)
+    thresholds = calibrate_sample_f1_thresholds(scores, true)
+
+    def sample_f1(t: np.ndarray) -> float:
+        return skm.f1_score(true, scores >= t, average="samples", zero_division=0)
+
+    reached = sample_f1(thresholds)
+    assert reached >= sample_f1(np.full(4, calibrate_sample_f1_threshold(scores, true))) - 1e-12
+    for c in range(4):
+        for candidate in [*np.unique(scores[:, c]), np.inf]:
+            moved = thresholds.copy()
+            moved[c] = candidate
+            assert sample_f1(moved) <= reached + 1e-12, (c, candidate)
+
+
+def test_per_class_sample_f1_thresholds_by_hand():
+    # Class 0 is true wherever it scores ≥ 0.5 and class 1 wherever it scores ≥ −1: no single threshold fits both.
+    scores = np.array([[0.9, -0.5], [0.6, -2.0], [0.2, 0.0], [0.1, -3.0]])
+    true = np.array([[1, 1], [1, 0], [0, 1], [0, 0]], bool)
+    thresholds = calibrate_sample_f1_thresholds(scores, true)
+    assert skm.f1_score(true, scores >= thresholds, average="samples", zero_division=0) == 0.75  # image 4: no label
+    np.testing.assert_array_equal(scores >= thresholds, true)

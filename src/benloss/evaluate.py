@@ -14,7 +14,7 @@ from benloss.atomic import atomic_outputs
 from benloss.bands import read_band_statistics
 from benloss.data import EncodedSplit, batch_plan, loader, to_device
 from benloss.losses import MultiLabelLoss, build_loss
-from benloss.metrics import MultiLabelMetrics, calibrate_sample_f1_threshold, calibrate_thresholds
+from benloss.metrics import MultiLabelMetrics, calibrate_sample_f1_thresholds, calibrate_thresholds
 from benloss.models import BandNormalizer, KBranchCNN
 from benloss.nomenclature import classes
 from benloss.train import choose_device, load_model
@@ -40,21 +40,20 @@ def predict_scores(
 def calibrate(loss: MultiLabelLoss, val_scores: np.ndarray, val_labels: np.ndarray) -> np.ndarray:
     """Per-class thresholds for ``loss.predict``, from validation scores.
 
-    Per class for per-class F1 on raw scores; for a shift-invariant loss, one threshold for every class on
-    its shift-free score, for sample F1 (the reported metric): per-class F1 on scores whose per-image
-    offset was never learnt would fit each class to noise.
+    Per class for per-class F1 on raw scores; for a shift-invariant loss, per class on its shift-free score
+    and for sample F1 (the reported metric), since raw scores carry a per-image offset it never learnt.
     """
     if loss.shift_free_score is None:
         return calibrate_thresholds(val_scores, val_labels)
     shift_free = loss.calibration_scores(torch.from_numpy(np.asarray(val_scores))).double().numpy()
-    return np.full(val_labels.shape[1], calibrate_sample_f1_threshold(shift_free, val_labels))
+    return calibrate_sample_f1_thresholds(shift_free, val_labels)
 
 
 def calibration_method(loss: MultiLabelLoss) -> str:
     """How ``calibrate`` chose the thresholds, for ``metrics.json``."""
     if loss.shift_free_score is None:
         return "per class, for per-class F1, on raw scores"
-    return f"one threshold, for sample F1, on {loss.shift_free_score}"
+    return f"per class, for sample F1, on {loss.shift_free_score}"
 
 
 def evaluate_scores(
