@@ -155,7 +155,25 @@ def plan(
                 yield item, variant, loss, seed, dict(setting)
 
 
-def main() -> None:
+def summary(path: Path) -> str:
+    """Markdown table of a results CSV: mean ± standard deviation over seeds per item, loss and variant."""
+    import pandas as pd
+
+    rows = pd.read_csv(path, dtype={"variant": str})
+    rows = rows.drop_duplicates(["item", "variant", "loss", "seed", "epochs"], keep="last")
+    metrics = ["f1_samples", "recall_samples", "calibrated_f1_samples", "calibrated_recall_samples"]
+    grouped = rows.groupby(["item", "loss", "variant", "epochs"], sort=False)[metrics]
+    mean, std, count = grouped.mean(), grouped.std(), grouped.size()
+    lines = ["| item | loss | variant | epochs | seeds | F1 | recall | calibrated F1 | calibrated recall |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for key in mean.index:
+        cells = [f"{100 * mean.loc[key, m]:.1f} ± {100 * std.loc[key, m]:.1f}" if count[key] > 1
+                 else f"{100 * mean.loc[key, m]:.1f}" for m in metrics]  # fmt: skip
+        lines.append("| " + " | ".join([*map(str, key), str(count[key]), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoded", type=Path, required=True, help="an encoded demo (results/demo/encoded)")
     parser.add_argument("--class-counts", type=Path, required=True, help="its labels/class_counts.csv")
@@ -170,7 +188,11 @@ def main() -> None:
         "--losses", nargs="+", default=list(LOSS_IDS), choices=LOSS_IDS, help="losses of the weight-decay item"
     )
     parser.add_argument("--bn-losses", nargs="+", default=["cel"], help="losses of the BatchNorm-grid item")
-    args = parser.parse_args()
+    parser.add_argument("--summary", action="store_true", help="only print the table of --out's rows and stop")
+    args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(args.out))
+        return
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     cache = args.out.with_suffix(".cache")
