@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         "--losses", nargs="+", default=list(LOSS_IDS), choices=LOSS_IDS, help="losses of the weight-decay item"
     )
     parser.add_argument("--bn-losses", nargs="+", default=["cel"], help="losses of the BatchNorm-grid item")
+    parser.add_argument("--cache", type=Path, default=None, help="trained models' scores (default: --out, .cache)")
     parser.add_argument("--summary", action="store_true", help="only print the table of --out's rows and stop")
     args = parser.parse_args(argv)
     if args.summary:
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
-    cache = args.out.with_suffix(".cache")
+    cache = args.cache or args.out.with_suffix(".cache")
     runner = Runner(args.encoded, args.class_counts, cache, args.epochs, args.width, args.batch_size, args.lr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     new_file = not args.out.exists()
