@@ -30,6 +30,7 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --cores 1
 	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet.yaml
+	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet_extended.yaml
 
 report: setup
 	$(BIN)/snakemake --cores 1 --report results/demo/snakemake-report.zip

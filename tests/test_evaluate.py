@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 
 from benloss.evaluate import calibrate, evaluate, evaluate_scores
 from benloss.figures import learning_curves, write_figures
-from benloss.losses import LOSS_IDS, build_loss, sparsemax
+from benloss.losses import PAPER_LOSS_IDS, build_loss, sparsemax
 from benloss.metrics import calibrate_sample_f1_thresholds, calibrate_thresholds
 from benloss.models import KBranchCNN
 from benloss.nomenclature import classes
@@ -84,7 +84,7 @@ def test_other_losses_calibrate_per_class_on_raw_scores():
     np.testing.assert_array_equal(calibrate(build_loss("cel"), scores, labels), calibrate_thresholds(scores, labels))
 
 
-def write_fake_run(root: Path, losses=LOSS_IDS, seeds=(0, 1)) -> dict:
+def write_fake_run(root: Path, losses=PAPER_LOSS_IDS, seeds=(0, 1)) -> dict:
     """Histories and metrics with known numbers: loss i, seed s has test F1 = 0.1 i + 0.01 s."""
     truth = {}
     for i, loss in enumerate(losses):
@@ -118,7 +118,7 @@ def test_table1_means_and_stds(tmp_path):
     long = tables["table1"]
     f1 = long[long["metric"] == "F1"].set_index("loss")
     assert list(f1.index) == ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"]
-    for i, loss in enumerate(LOSS_IDS):
+    for i, loss in enumerate(PAPER_LOSS_IDS):
         values = [100 * truth[(loss, s)] for s in (0, 1)]
         row = f1.iloc[i]
         assert row["mean"] == pytest.approx(np.mean(values)) and row["std"] == pytest.approx(np.std(values, ddof=1))

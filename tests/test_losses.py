@@ -1,15 +1,20 @@
-"""The seven losses against independent references."""
+"""The nine losses (the paper's seven, ASL and ZLPR) against independent references."""
 
+import inspect
 import itertools
+import math
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benloss.losses import LOSS_IDS, build_loss, class_weights, loss_info, sparsemax
+from benloss.losses import LOSS_IDS, LOSSES, PAPER_LOSS_IDS, build_loss, class_weights, loss_info, sparsemax
+
+from .conftest import ROOT
 
 COUNTS = [100.0, 10.0, 1.0, 50.0, 0.0, 7.0, 3.0]
 
@@ -257,7 +262,7 @@ def test_perfect_confident_prediction_costs_nothing(c, seed):
     y = (torch.rand(3, c, generator=g) < 0.5).double()
     y[:, 0] = 1  # sparsemax needs a positive
     z = torch.where(y > 0, 40.0, -40.0).double()
-    for name in ("cel", "fl", "wcel", "hl", "rl", "sml"):
+    for name in ("cel", "fl", "wcel", "hl", "rl", "sml", "asl", "zlpr"):
         value = build_loss(name, class_frequencies=np.ones(c)).forward(z, y)
         assert value.item() == pytest.approx(0.0, abs=1e-9), name
 
@@ -302,5 +307,107 @@ def test_other_losses_change_with_a_per_image_constant_and_calibrate_raw_scores(
 
 
 def test_metadata():
-    assert [loss_info(n).abbreviation for n in LOSS_IDS] == ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"]
+    abbreviations = ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML", "ASL", "ZLPR"]
+    assert [loss_info(n).abbreviation for n in LOSS_IDS] == abbreviations
     assert loss_info("rl").differentiable is False
+    assert PAPER_LOSS_IDS == ("cel", "fl", "wcel", "hal", "hl", "rl", "sml")
+    assert [n for n in LOSS_IDS if not loss_info(n).in_paper] == ["asl", "zlpr"]
+    assert "Ridnik" in loss_info("asl").citation and "Su" in loss_info("zlpr").citation
+
+
+def brute_force_asl(z: np.ndarray, y: np.ndarray, gamma_pos: float, gamma_neg: float, margin: float) -> float:
+    """Ridnik et al.'s formula term by term in float64, averaged over images."""
+    total = 0.0
+    for row_z, row_y in zip(z, y, strict=True):
+        for score, label in zip(row_z, row_y, strict=True):
+            p = 1 / (1 + math.exp(-score))
+            if label:
+                total -= (1 - p) ** gamma_pos * math.log(p)
+            else:
+                shifted = max(p - margin, 0.0)
+                total -= shifted**gamma_neg * math.log(1 - shifted)
+    return total / len(z)
+
+
+@pytest.mark.parametrize(
+    ("gamma_pos", "gamma_neg", "margin"), [(0.0, 4.0, 0.05), (1.0, 4.0, 0.05), (0.0, 2.0, 0.0), (2.0, 0.5, 0.2)]
+)
+@pytest.mark.parametrize("seed", range(2))
+def test_asl_matches_brute_force(seed, gamma_pos, gamma_neg, margin):
+    z, y = random_batch(seed)
+    expected = brute_force_asl(z.numpy(), y.numpy(), gamma_pos, gamma_neg, margin)
+    value = make("asl", gamma_pos=gamma_pos, gamma_neg=gamma_neg, margin=margin)(z, y)
+    assert value.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_asl_defaults_are_the_issues():
+    loss = make("asl")
+    assert (loss.gamma_pos, loss.gamma_neg, loss.margin) == (0.0, 4.0, 0.05)
+
+
+def test_asl_without_focusing_or_margin_is_cel():
+    z, y = random_batch(2)
+    torch.testing.assert_close(make("asl", gamma_pos=0.0, gamma_neg=0.0, margin=0.0)(z, y), make("cel")(z, y))
+
+
+def test_asl_ignores_negatives_below_the_margin():
+    z = torch.tensor([[-3.0, 2.0]], dtype=torch.float64)  # σ(−3) ≈ 0.047 < 0.05
+    y = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    assert make("asl", c=2)(z, y).item() == pytest.approx(-math.log(1 / (1 + math.exp(-2.0))))
+
+
+def test_asl_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="ASL"):
+        build_loss("asl", margin=1.0)
+
+
+def brute_force_zlpr(z: np.ndarray, y: np.ndarray) -> float:
+    """Su et al.'s formula with explicit sums over the negative and positive classes, averaged over images."""
+    total = 0.0
+    for row_z, row_y in zip(z, y, strict=True):
+        negatives = sum(math.exp(s) for s, label in zip(row_z, row_y, strict=True) if not label)
+        positives = sum(math.exp(-s) for s, label in zip(row_z, row_y, strict=True) if label)
+        total += math.log(1 + negatives) + math.log(1 + positives)
+    return total / len(z)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_zlpr_matches_brute_force(seed):
+    z, y = random_batch(seed)
+    assert make("zlpr")(z, y).item() == pytest.approx(brute_force_zlpr(z.numpy(), y.numpy()), rel=1e-12)
+
+
+def test_zlpr_with_one_class_is_cel():
+    z, y = random_batch(3, c=1)
+    torch.testing.assert_close(make("zlpr", c=1)(z, y), make("cel", c=1)(z, y))
+
+
+@pytest.mark.parametrize(("gamma_pos", "gamma_neg", "margin"), [(1.0, 4.0, 0.05), (2.0, 0.5, 0.2), (0.0, 3.0, 0.0)])
+def test_gradcheck_asl_parameters(gamma_pos, gamma_neg, margin):
+    z, y = random_batch(9, n=4, c=5)
+    z = z.detach().requires_grad_(True)
+    loss = make("asl", gamma_pos=gamma_pos, gamma_neg=gamma_neg, margin=margin)
+    assert torch.autograd.gradcheck(lambda x: loss(x, y), (z,))
+
+
+@pytest.mark.parametrize("name", LOSS_IDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_value_and_gradient_are_finite_for_scores_of_1000(name, dtype):
+    z = torch.tensor([[1000.0, -1000.0, 1000.0, -1000.0], [-1000.0, 1000.0, 0.0, 1000.0]], dtype=dtype)
+    y = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]], dtype=dtype)
+    z.requires_grad_(True)
+    value = make(name, c=4)(z, y)
+    (grad,) = torch.autograd.grad(value, z)
+    assert torch.isfinite(value) and torch.isfinite(grad).all()
+
+
+def test_schema_lists_every_loss_and_its_parameter_defaults():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    training = schema["properties"]["training"]["properties"]["losses"]
+    assert tuple(training["items"]["enum"]) == LOSS_IDS
+    assert tuple(training["default"]) == PAPER_LOSS_IDS
+    for loss, spec in schema["properties"]["loss_params"]["properties"].items():
+        signature = inspect.signature(LOSSES[loss].__init__).parameters
+        assert {k: v["default"] for k, v in spec["properties"].items()} == {
+            k: signature[k].default for k in spec["properties"]
+        }, loss

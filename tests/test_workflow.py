@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from benloss.losses import LOSS_IDS, PAPER_LOSS_IDS, loss_info
 
 from .conftest import ROOT
 
@@ -38,7 +41,8 @@ def test_every_stage_produces_its_outputs(tiny_run):
                  "tables/table1.csv", "tables/table2.csv", "tables/lrp_scores.csv", "figures/f1_curves.pdf",
                  "figures/lrp_heatmaps.png", "report.html"):  # fmt: skip
         assert (tiny_run / path).exists(), path
-    for loss in ("cel", "fl", "wcel", "hal", "hl", "rl", "sml"):
+    assert set(yaml.safe_load(TINY.read_text())["training"]["losses"]) == set(LOSS_IDS)
+    for loss in LOSS_IDS:
         history = pd.read_csv(tiny_run / "models" / loss / "seed0" / "history.csv")
         assert list(history["epoch"]) == [1, 2]
         assert json.loads((tiny_run / "eval" / loss / "seed0" / "metrics.json").read_text())["loss"] == loss
@@ -54,8 +58,11 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     for anchor in ("setup", "table1", "fig2", "per-class", "table2", "fig1", "guidelines", "provenance"):
         assert f'id="{anchor}"' in html, anchor
     assert 'id="demo-banner"' in html
-    for abbreviation in ("CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"):
+    for abbreviation in ("CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML", "ASL", "ZLPR"):
         assert f"<th>{abbreviation}</th>" in html
+    for loss in ("asl", "zlpr"):  # later additions: marked so, and no paper number beside ours
+        assert re.search(f"<td>{loss_info(loss).abbreviation}</td><td>[^<]+</td><td>later addition</td>", html), loss
+    assert html.count('<span title="not in the paper">—</span>') == 3 * 2
     table1 = pd.read_csv(tiny_run / "tables" / "table1.csv")
     for value in table1.loc[table1["metric"] == "F1", "mean"]:
         assert f"{value:.1f}" in html
@@ -84,6 +91,19 @@ def test_train_jobs_get_weight_decay_and_wcel_weighting():
     commands = [line for line in result.stdout.splitlines() if "benloss train" in line]
     assert len(commands) == 7 and all("--weight-decay 0 " in line for line in commands)
     assert any("--loss wcel" in line and """--loss-params '{"weighting": "positive"}'""" in line for line in commands)
+
+
+def test_extended_config_is_the_paper_config_with_all_nine_losses():
+    paper = yaml.safe_load((ROOT / "config" / "bigearthnet.yaml").read_text())
+    extended = yaml.safe_load((ROOT / "config" / "bigearthnet_extended.yaml").read_text())
+    assert extended["training"].pop("losses") == list(LOSS_IDS)
+    assert paper["training"].pop("losses") == list(PAPER_LOSS_IDS)
+    assert extended["loss_params"].pop("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "margin": 0.05}
+    assert extended == paper  # same run folder and settings: the seven trained models are reused
+    result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet_extended.yaml"), "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    assert any(line.split() == ["train", "9"] for line in lines), lines[-40:]
 
 
 def test_paper_config_has_the_papers_settings():

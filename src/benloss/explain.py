@@ -218,7 +218,7 @@ def heatmap_figure(
 
 
 def trained_models(results: Path) -> dict[str, Path]:
-    """The lowest seed's model of every trained loss, in the paper's order."""
+    """The lowest seed's model of every trained loss, in LOSS_IDS order."""
     found = {}
     for loss in LOSS_IDS:
         candidates = sorted(

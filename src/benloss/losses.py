@@ -1,4 +1,7 @@
-"""The seven multi-label losses of the study, one registry, ids in the paper's abbreviations.
+"""The multi-label losses of the study, one registry, ids in the paper's abbreviations.
+
+The paper's seven (CEL, FL, W-CEL, HAL, HL, RL, SML) come first, in its order; ASL and ZLPR are later
+additions compared under the same protocol, marked ``in_paper=False`` in their metadata.
 
 Every loss takes raw scores ``z`` (N, C) and multi-hot targets ``y`` in {0, 1} of the same shape and
 returns the per-image loss averaged over the batch. Per-image losses sum over classes as in the
@@ -15,8 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LOSS_IDS: tuple[str, ...] = ("cel", "fl", "wcel", "hal", "hl", "rl", "sml")
-
 
 @dataclass(frozen=True)
 class LossInfo:
@@ -29,6 +30,7 @@ class LossInfo:
     differentiable: bool
     citation: str
     note: str = ""
+    in_paper: bool = True
 
 
 class MultiLabelLoss(nn.Module):
@@ -218,13 +220,69 @@ class SparsemaxLoss(MultiLabelLoss):
         return z - sparsemax(z)[1]
 
 
+class AsymmetricLoss(MultiLabelLoss):
+    """ASL: −Σ_c [y (1 − p)^γ+ log p + (1 − y) p_m^γ− log(1 − p_m)], p = σ(z), p_m = max(p − m, 0).
+
+    Negatives whose probability is below the margin m cost nothing, the rest are down-weighted by p_m^γ−.
+    1 − p_m = min(σ(−z) + m, 1) is formed from σ(−z) so no score saturates the logarithm.
+    """
+
+    info = LossInfo(
+        "asl", "ASL", "Asymmetric", False, True, "Ridnik et al. 2021, ICCV",
+        "differentiable for γ− > 0; kinked at p = m when γ− = 0", in_paper=False,
+    )  # fmt: skip
+
+    def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, margin: float = 0.05) -> None:
+        super().__init__()
+        if gamma_pos < 0 or gamma_neg < 0 or not 0 <= margin < 1:
+            raise ValueError(f"ASL needs γ+ ≥ 0, γ− ≥ 0 and 0 ≤ m < 1, got {gamma_pos}, {gamma_neg}, {margin}")
+        self.gamma_pos, self.gamma_neg, self.margin = gamma_pos, gamma_neg, margin
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:
+        positive = F.logsigmoid(z)
+        if self.gamma_pos:
+            positive = positive * torch.exp(self.gamma_pos * F.logsigmoid(-z))
+        if self.margin:
+            shifted = (torch.sigmoid(z) - self.margin).clamp(min=0)
+            log_complement = torch.log((torch.sigmoid(-z) + self.margin).clamp(max=1))
+            # p_m^γ− where p_m > 0 only: the power's gradient at 0 is infinite for γ− < 1.
+            kept = shifted > 0
+            weight = torch.where(kept, torch.where(kept, shifted, 1.0) ** self.gamma_neg, 0.0)
+        else:
+            log_complement = F.logsigmoid(-z)
+            weight = torch.exp(self.gamma_neg * F.logsigmoid(z))
+        return -(y * positive + (1 - y) * weight * log_complement).sum(dim=1)
+
+
+class ZeroBoundedLogSumExp(MultiLabelLoss):
+    """ZLPR: log(1 + Σ_{c∉Y} e^{z_c}) + log(1 + Σ_{c∈Y} e^{−z_c}), each a log-sum-exp with a zero score.
+
+    Pushes every positive score above 0 and every negative below it, so z ≥ 0 is its own threshold.
+    """
+
+    info = LossInfo(
+        "zlpr", "ZLPR", "Zero-bounded log-sum-exp & pairwise rank-based", True, True,
+        "Su et al. 2022, arXiv:2208.02955", "its threshold z = 0 is built into the loss", in_paper=False,
+    )  # fmt: skip
+
+    def per_image(self, z: Tensor, y: Tensor) -> Tensor:
+        zero = torch.zeros_like(z[:, :1])
+        negatives = torch.cat([zero, z.masked_fill(y > 0, -torch.inf)], dim=1)
+        positives = torch.cat([zero, (-z).masked_fill(y == 0, -torch.inf)], dim=1)
+        return torch.logsumexp(negatives, dim=1) + torch.logsumexp(positives, dim=1)
+
+
 LOSSES: dict[str, type[MultiLabelLoss]] = {
     cls.info.id: cls
     for cls in (
-        BinaryCrossEntropy, FocalLoss, WeightedCrossEntropy, HammingLoss, ModifiedHuber, RankingLoss, SparsemaxLoss
+        BinaryCrossEntropy, FocalLoss, WeightedCrossEntropy, HammingLoss, ModifiedHuber, RankingLoss, SparsemaxLoss,
+        AsymmetricLoss, ZeroBoundedLogSumExp,
     )
 }  # fmt: skip
-assert tuple(LOSSES) == LOSS_IDS
+#: Every loss id: the paper's seven in its order, then the later additions.
+LOSS_IDS: tuple[str, ...] = tuple(LOSSES)
+#: The seven losses of the paper, in its order (the default of the demo and paper configs).
+PAPER_LOSS_IDS: tuple[str, ...] = tuple(loss for loss, cls in LOSSES.items() if cls.info.in_paper)
 
 
 def loss_info(name: str) -> LossInfo:

@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 
 from benloss.losses import LOSS_IDS
 
-# Okabe-Ito colours (colour-blind safe) plus black.
-_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+# The eight Okabe-Ito colours (colour-blind safe) plus grey, one per loss in LOSS_IDS order.
+_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442", "#999999")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
 LOSS_STYLE: dict[str, dict[str, str]] = {
     loss: {"color": colour, "marker": marker} for loss, colour, marker in zip(LOSS_IDS, _COLOURS, _MARKERS, strict=True)
 }

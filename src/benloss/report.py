@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from benloss.atomic import atomic_outputs
 from benloss.guidelines import RULES, guidelines, paper_best
-from benloss.losses import LOSS_IDS, loss_info
+from benloss.losses import LOSS_IDS, PAPER_LOSS_IDS, loss_info
 from benloss.paper import CITATION
 from benloss.tables import TABLE2_CRITERIA, paper_table1
 
@@ -86,9 +86,10 @@ def _table1_comparison(results: Path, demo: bool) -> list[dict]:
         row = {"metric": metric, "cells": []}
         for abbreviation in ours["loss"].drop_duplicates():
             mine = ours[(ours["metric"] == metric) & (ours["loss"] == abbreviation)].iloc[0]
-            theirs = float(paper.loc[metric, abbreviation])
+            # Later additions (ASL, ZLPR) have no paper numbers: None, shown as "—".
+            theirs = float(paper.loc[metric, abbreviation]) if abbreviation in paper.columns else None
             row["cells"].append({"loss": abbreviation, "ours": mine["mean"], "std": mine["std"], "paper": theirs,
-                                 "difference": mine["mean"] - theirs})  # fmt: skip
+                                 "difference": None if theirs is None else mine["mean"] - theirs})  # fmt: skip
         rows.append(row)
     return rows
 
@@ -167,6 +168,7 @@ def context(results: Path, config_path: Path) -> dict:
         "guideline_rules": [(column, "higher" if higher else "lower", meaning) for _, column, higher, meaning in RULES],
         "paper_best": loss_info(paper_best()).abbreviation,
         "losses": [loss_info(loss) for loss in LOSS_IDS if loss in config["training"]["losses"]],
+        "paper_losses": [loss_info(loss).abbreviation for loss in PAPER_LOSS_IDS],
         "images": {
             "class_counts": data_uri(results / "figures" / "class_counts.png"),
             "f1_curves": data_uri(results / "figures" / "f1_curves.png"),

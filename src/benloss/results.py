@@ -1,4 +1,4 @@
-"""Read a run's finished results: per-model histories and test metrics, in the paper's loss order."""
+"""Read a run's finished results: per-model histories and test metrics, losses in ``LOSS_IDS`` order."""
 
 from __future__ import annotations
 
@@ -56,5 +56,5 @@ def per_class(results: Path) -> pd.DataFrame:
 
 
 def losses_present(frame: pd.DataFrame) -> list[str]:
-    """The losses of ``frame`` in the paper's order."""
+    """The losses of ``frame`` in ``LOSS_IDS`` order (the paper's seven in its order, then later additions)."""
     return [loss for loss in LOSS_IDS if loss in set(frame["loss"])]

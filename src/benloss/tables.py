@@ -94,7 +94,7 @@ TABLE2_CRITERIA: tuple[tuple[str, bool, str], ...] = (
 def table2(
     metrics: pd.DataFrame, history: pd.DataFrame, per_class_frame: pd.DataFrame, counts: pd.DataFrame
 ) -> pd.DataFrame:
-    """Measured numbers and H/M/L marks per loss (rows, paper's order); convexity/differentiability from metadata."""
+    """Measured numbers and H/M/L marks per loss (rows, LOSS_IDS order); convexity/differentiability from metadata."""
     train_counts = counts.set_index("class")["train"].loc[list(classes())]
     rare = list(train_counts.sort_values(kind="stable").index[: len(classes()) // 3])
     rows = []
@@ -134,6 +134,8 @@ def _markdown(frame: pd.DataFrame, title: str, digits: int = 3) -> str:
 
 
 def _format(value: object, digits: int = 3) -> str:
+    if isinstance(value, float | np.floating) and np.isnan(value):
+        return "—"
     if isinstance(value, float | np.floating):
         return f"{value:.{digits}f}"
     return str(value)
@@ -165,7 +167,7 @@ def write_tables(results: Path, class_counts: Path, outdir: Path, demo: bool = F
     with atomic_outputs(*(outdir / name for name in outputs)) as paths:
         t1_csv, t1_md, t1_tex, t1_paper, t2_csv, t2_md, pc_csv = paths
         long.to_csv(t1_csv, index=False)
-        paper_block = paper.loc[:, [c for c in wide.columns if c in paper.columns]]
+        paper_block = paper.reindex(columns=wide.columns)  # later additions have no paper numbers: "—"
         t1_md.write_text(
             _markdown(wide, f"{label}Table 1: test metrics in % (mean ± std over seeds)")
             + "\n"
