@@ -49,12 +49,16 @@ def test_training_rows_need_torch_alone(tmp_path):
     assert all(line.startswith("train,") for line in lines[1:])
 
 
-@pytest.fixture(scope="module")
-def departures():
-    spec = importlib.util.spec_from_file_location("departures", ROOT / "benchmarks" / "departures.py")
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def departures():
+    return load_script("departures")
 
 
 def test_departures_smoke(departures, demo_encoded, demo_labels, tmp_path, capsys):
@@ -77,3 +81,28 @@ def test_departures_old_block_is_the_replaced_pad_then_crop(departures):
         old = KBranchCNN(width=4)
     assert hasattr(old.branch_60m, "crop1") and not hasattr(KBranchCNN(width=4).branch_60m, "crop1")
     assert old.branch_60m.conv1.padding == (1, 1)
+
+
+def test_decompression_benchmark_smoke(capsys):
+    rows = load_script("decompress").main(["--quick"])
+    routes = {row["route"] for row in rows}
+    assert {"baseline: tarfile r|gz", "gzip: gzip", "zstd: zstandard stream reader"} <= routes
+    members = {row["n"] for row in rows if row["what"] == "walk tar"}
+    assert members == {6 * 13}  # every route reads the same 6 patches of 13 files
+    assert "baseline/cpu" in capsys.readouterr().out
+
+
+def test_scale_benchmark_smoke(tmp_path):
+    rows = load_script("scale").main(["--quick", "--work", str(tmp_path)])
+    steps = {(row["patches"], row["step"]) for row in rows}
+    assert {(8, "labels"), (16, "encode"), (16, "tarfile + gzip reading once")} <= steps
+    assert all(row["peak_rss_mb"] > 0 and row["cpu_s"] > 0 for row in rows)
+    assert (tmp_path / "scale.csv").read_text().startswith("patches,archive_mb,step,wall_s,cpu_s,peak_rss_mb")
+
+
+def test_statistics_benchmark_smoke():
+    spec = importlib.util.spec_from_file_location("bench_statistics", ROOT / "benchmarks" / "statistics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--quick"])
+    assert result["images"] == 500 and result["models"] == 3 and result["replicates"] == 50 and result["seconds"] > 0

@@ -12,12 +12,12 @@ import torch
 from sklearn import metrics as skm
 
 from benloss.evaluate import calibrate, evaluate, evaluate_scores
-from benloss.figures import learning_curves, write_figures
-from benloss.losses import PAPER_LOSS_IDS, build_loss, sparsemax
+from benloss.figures import learning_curves, pairwise_matrix, time_curves, write_figures
+from benloss.losses import PAPER_LOSS_IDS, build_loss, loss_info, sparsemax
 from benloss.metrics import calibrate_sample_f1_thresholds, calibrate_thresholds
 from benloss.models import KBranchCNN
 from benloss.nomenclature import classes
-from benloss.tables import epochs_to_fraction, marks, write_tables
+from benloss.tables import agreement_summary, epochs_to_fraction, marks, paper_marks, write_tables
 from benloss.train import TrainConfig
 
 
@@ -97,12 +97,13 @@ def write_fake_run(root: Path, losses=PAPER_LOSS_IDS, seeds=(0, 1)) -> dict:
             curve = f1 * np.minimum(epochs / (i + 1), 1.0)
             pd.DataFrame({"epoch": epochs, "train_loss": 1.0, "val_loss": 1 / epochs, "f1_samples": curve,
                           "f1_micro": curve, "f1_macro": curve, "zero_grad_fraction": 0.01 * i,
-                          "train_seconds": 1.0, "val_seconds": 1.0, "images_per_second": 1.0}).to_csv(
+                          "train_seconds": 1.0 + i, "val_seconds": 1.0, "images_per_second": 1.0}).to_csv(
                 folder / "history.csv", index=False)  # fmt: skip
             evaluation = root / "eval" / loss / f"seed{seed}"
             evaluation.mkdir(parents=True)
             own = {"precision_samples": f1 + 0.05, "recall_samples": f1 - 0.05, "f1_samples": f1, "f1_micro": f1,
-                   "f1_macro": f1 / 2}  # fmt: skip
+                   "f1_macro": f1 / 2, "precision_micro": f1 + 0.04, "recall_micro": f1 - 0.04,
+                   "precision_macro": f1 / 2 + 0.01, "recall_macro": f1 / 2 - 0.01}  # fmt: skip
             document = {"own_rule": own, "calibrated": {"f1_samples": f1 + 0.1}}
             (evaluation / "metrics.json").write_text(json.dumps(document))
             pd.DataFrame({"class": classes(), "precision": f1, "recall": f1, "f1": np.linspace(0, f1, 19),
@@ -126,6 +127,25 @@ def test_table1_means_and_stds(tmp_path):
     assert "DEMO" in text and "60.5 ± 0.7" in text  # SML: 60 and 61 %
     assert "69.9" in (tmp_path / "tables" / "table1_paper.csv").read_text()
     assert "\\begin{tabular}" in (tmp_path / "tables" / "table1.tex").read_text()
+    assert long["ci_low"].isna().all()  # no bootstrap intervals given
+
+
+def test_table1_takes_the_bootstrap_intervals_of_each_row(tmp_path):
+    write_fake_run(tmp_path)
+    rows = [{"rule": rule, "loss": info.abbreviation, "metric": metric, "estimate": 0.0, "ci_low": 10.0 * i + k,
+             "ci_high": 10.0 * i + k + 5, "test_se": 1.5, "seed_std": 0.7, "seeds": 2, "dominant_spread": "test images"}
+            for i, info in enumerate(map(loss_info, PAPER_LOSS_IDS)) for rule in ("own", "calibrated")
+            for k, metric in enumerate(("precision_samples", "f1_samples", "f1_micro", "precision_macro"))
+            ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "intervals.csv", index=False)
+    long = write_tables(
+        tmp_path, tmp_path / "class_counts.csv", tmp_path / "out", intervals=tmp_path / "intervals.csv"
+    )["table1"]
+    sml = long[long["loss"] == "SML"].set_index("metric")
+    assert sml.loc["P", "ci_low"] == 60 and sml.loc["F1", "ci_high"] == 66 and sml.loc["F1 micro", "ci_low"] == 62
+    assert sml.loc["P macro", "ci_low"] == 63 and sml.loc["F1 samples, calibrated thresholds", "ci_low"] == 61
+    assert np.isnan(sml.loc["R micro", "ci_low"]) and sml.loc["F1", "dominant_spread"] == "test images"
+    assert "60.5 ± 0.7 [61.0, 66.0]" in (tmp_path / "out" / "table1.md").read_text()
 
 
 def test_table2_numbers_and_marks(tmp_path):
@@ -139,6 +159,35 @@ def test_table2_numbers_and_marks(tmp_path):
     # Rare classes are the last six by training count: per-class F1 rises linearly to the loss's F1.
     rare = np.linspace(0, 0.605, 19)[13:].mean()
     assert table2.loc["SML", "rare_f1"] == pytest.approx(rare)
+    # Loss i trains 1 + i seconds per epoch and reaches 90 % at epoch ceil(0.9 (i + 1)), capped at 5.
+    assert list(table2["seconds_to_90"]) == [(1 + i) * min(np.ceil(0.9 * (i + 1)), 5) for i in range(7)]
+
+
+def test_table2_sets_the_paper_marks_beside_the_measured_ones(tmp_path):
+    write_fake_run(tmp_path)
+    table2 = write_tables(tmp_path, tmp_path / "class_counts.csv", tmp_path / "tables")["table2"]
+    assert list(table2["paper_overall_accuracy"]) == ["L", "L", "M", "M", "M", "L", "H"]
+    assert list(table2["paper_convexity_differentiability"]) == ["M", "M", "M", "NA", "H", "NA", "M"]
+    # Measured overall-accuracy marks are L L M M H H H (test_f1 rises with the loss's position).
+    assert list(table2["agree_overall_accuracy"]) == ["yes", "yes", "yes", "yes", "no", "no", "yes"]
+    # CEL convex and differentiable (H) against the paper's M; HAL and RL are NA in the paper, so not compared.
+    assert table2.loc["CEL", "agree_convexity_differentiability"] == "no"
+    assert table2.loc["HL", "agree_convexity_differentiability"] == "yes"
+    assert (
+        table2.loc["HAL", "agree_convexity_differentiability"]
+        == "—"
+        == table2.loc["RL", "agree_convexity_differentiability"]
+    )
+    summary = agreement_summary(table2).set_index("criterion")
+    assert summary.loc["overall_accuracy", "agree"] == 5 and summary.loc["overall_accuracy", "compared"] == 7
+    assert summary.loc["convexity_differentiability", "compared"] == 5
+    saved = pd.read_csv(tmp_path / "tables" / "table2.csv", index_col="loss")
+    assert saved.loc["SML", "paper_learning_efficiency"] == "H"
+
+
+def test_a_loss_the_paper_did_not_study_has_no_paper_marks():
+    assert set(paper_marks("not-in-the-paper").values()) == {"—"}
+    assert paper_marks("rl")["paper_learning_efficiency"] == "H"
 
 
 def test_marks_by_thirds():
@@ -164,3 +213,30 @@ def test_figures_plot_one_curve_per_loss_with_the_data(tmp_path):
     assert (tmp_path / "figures" / "f1_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "figures" / "f1_curves.pdf").read_bytes()[:5] == b"%PDF-"
     assert (tmp_path / "figures" / "class_counts.png").stat().st_size > 10_000
+
+
+def test_time_curves_put_validation_f1_against_summed_training_seconds(tmp_path):
+    write_fake_run(tmp_path)
+    from benloss.results import histories
+
+    lines = {line.get_label(): line for line in time_curves(histories(tmp_path)).axes[0].get_lines()}
+    # SML (position 6) trains 7 s per epoch; its curve is 0.605 · min(epoch / 7, 1) averaged over seeds.
+    np.testing.assert_allclose(lines["SML"].get_xdata(), 7.0 * np.arange(1, 6))
+    np.testing.assert_allclose(lines["SML"].get_ydata(), 0.605 * np.arange(1, 6) / 7)
+
+
+def test_pairwise_matrix_is_antisymmetric_and_stars_significant_cells(tmp_path):
+    pairwise = pd.DataFrame(
+        {"metric": "F1 samples", "loss_a": ["CEL", "CEL", "SML"], "loss_b": ["SML", "RL", "RL"],
+         "difference": [-2.5, 1.0, 3.5], "ci_low": 0.0, "ci_high": 0.0, "p_value": 0.01, "p_holm": [0.01, 0.3, 0.04]}
+    )  # fmt: skip
+    axis = pairwise_matrix(pairwise).axes[0]
+    matrix = axis.get_images()[0].get_array()
+    assert matrix[1, 0] == 2.5 and matrix[0, 1] == -2.5 and matrix.mask[2, 2]  # the diagonal is blank
+    texts = {text.get_text() for text in axis.texts}
+    assert {"-2.5*", "+2.5*", "+1.0", "-1.0", "+3.5*", "-3.5*"} == texts
+    pairwise.to_csv(tmp_path / "pairwise.csv", index=False)
+    write_fake_run(tmp_path)
+    write_figures(tmp_path, tmp_path / "class_counts.csv", tmp_path / "figures", pairwise=tmp_path / "pairwise.csv")
+    for name in ("pairwise_f1.png", "f1_time.png"):
+        assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

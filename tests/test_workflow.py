@@ -39,7 +39,9 @@ def tiny_run() -> Path:
 def test_every_stage_produces_its_outputs(tiny_run):
     for path in ("labels/patches.parquet", "labels/class_counts.csv", "labels/summary.json", "encoded/meta.json",
                  "tables/table1.csv", "tables/table2.csv", "tables/lrp_scores.csv", "figures/f1_curves.pdf",
-                 "figures/lrp_heatmaps.png", "report.html"):  # fmt: skip
+                 "figures/lrp_heatmaps.png", "figures/f1_time.png", "figures/pairwise_f1.png", "tables/intervals.csv",
+                 "figures/lrp_scores.png", "explain/zbox_bounds.csv",
+                 "report.html"):  # fmt: skip
         assert (tiny_run / path).exists(), path
     assert set(yaml.safe_load(TINY.read_text())["training"]["losses"]) == set(LOSS_IDS)
     for loss in LOSS_IDS:
@@ -55,7 +57,9 @@ def test_each_job_logs_what_it_did(tiny_run):
 
 def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     html = (tiny_run / "report.html").read_text()
-    for anchor in ("setup", "table1", "fig2", "per-class", "table2", "fig1", "guidelines", "provenance"):
+    anchors = ("setup", "table1", "significance", "pairwise-matrix", "fig2", "f1-time", "per-class", "table2",
+               "table2-paper", "table2-agreement", "text-versus-maths", "fig1", "guidelines", "provenance")  # fmt: skip
+    for anchor in anchors:
         assert f'id="{anchor}"' in html, anchor
     assert 'id="demo-banner"' in html
     for abbreviation in ("CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML", "ASL", "ZLPR"):
@@ -66,9 +70,25 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     table1 = pd.read_csv(tiny_run / "tables" / "table1.csv")
     for value in table1.loc[table1["metric"] == "F1", "mean"]:
         assert f"{value:.1f}" in html
-    assert 'src="http' not in html and html.count("data:image/png;base64,") == 3
+    scored = len((tiny_run / "tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
+    assert 'src="http' not in html and html.count("data:image/png;base64,") == 5 + scored
+    assert 'id="zbox-bounds"' in html and ('id="lrp-scores"' if scored else 'id="lrp-not-scored"') in html
+    for low, high in table1.loc[table1["metric"] == "F1", ["ci_low", "ci_high"]].itertuples(index=False):
+        assert f"[{low:.1f}, {high:.1f}]" in html
     summary = json.loads((tiny_run / "labels" / "summary.json").read_text())
     assert f"{summary['kept']['train']} / {summary['kept']['val']} / {summary['kept']['test']}" in html
+
+
+def test_pairwise_table_compares_every_pair_of_the_runs_losses(tiny_run):
+    pairwise = pd.read_csv(tiny_run / "tables" / "pairwise.csv")
+    n = len(LOSS_IDS)
+    columns = ["metric", "loss_a", "loss_b", "difference", "ci_low", "ci_high", "p_value", "p_holm"]
+    assert list(pairwise.columns) == columns
+    assert (pairwise.groupby("metric").size() == n * (n - 1) // 2).all()
+    table1 = pd.read_csv(tiny_run / "tables" / "table1.csv").set_index(["metric", "loss"])["mean"]
+    for row in pairwise[pairwise["metric"] == "F1 samples"].itertuples():
+        assert row.difference == pytest.approx(table1[("F1", row.loss_a)] - table1[("F1", row.loss_b)], abs=1e-4)
+        assert row.p_value <= row.p_holm <= 1
 
 
 def test_rerun_has_nothing_to_do(tiny_run):
@@ -155,5 +175,6 @@ def test_snakemake_report_collects_tables_and_figures(tiny_run, tmp_path):
     import zipfile
 
     names = zipfile.ZipFile(archive).namelist()
-    for expected in ("table1.csv", "table2.csv", "f1_curves.png", "lrp_heatmaps.png", "class_counts.csv"):
+    for expected in ("table1.csv", "table2.csv", "pairwise.csv", "pairwise_f1.png", "f1_curves.png", "f1_time.png",
+                     "lrp_heatmaps.png", "class_counts.csv"):  # fmt: skip
         assert any(name.endswith(expected) for name in names), expected

@@ -1,7 +1,8 @@
 """Stream BigEarthNet-S2 patches out of an archive (.tar.gz, .tar.bz2, .tar.zst) or an extracted folder.
 
-A tar archive is read in one sequential pass, never extracted: a patch is handed on as soon as its
-thirteen files (twelve bands and the label metadata) have gone by, so memory holds at most a few patches.
+A tar archive is read in one sequential pass, never extracted (``benloss.tarstream``): a patch is handed on
+as soon as its thirteen files (twelve bands and the label metadata) have gone by, so memory holds at most a
+few patches.
 """
 
 from __future__ import annotations
@@ -9,17 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import tarfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from benloss.bands import BAND_SIZE, BANDS, DTYPE
 from benloss.geotiff import read_uncompressed
+from benloss.streams import decoding_errors, open_decompressed
+from benloss.tarstream import TarFormatError, iter_files
 
 METADATA_SUFFIX = "labels_metadata.json"
 _MEMBER = re.compile(r"(?:^|/)(?P<patch>[^/]+)/(?P=patch)_(?P<kind>B\d[\dA]|labels_metadata\.json)(?:\.tif)?$")
@@ -64,22 +64,6 @@ def is_tar(path: Path) -> bool:
     return path.is_file() and path.name.endswith(TAR_SUFFIXES)
 
 
-@contextmanager
-def _open_tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
-    if path.name.endswith(".tar.zst"):
-        import zstandard
-
-        with (
-            open(path, "rb") as raw,
-            zstandard.ZstdDecompressor().stream_reader(raw) as stream,
-            tarfile.open(fileobj=stream, mode="r|") as tar,
-        ):
-            yield tar
-    else:
-        with tarfile.open(path, mode="r|*") as tar:
-            yield tar
-
-
 def _classify(member_name: str) -> tuple[str, str] | None:
     match = _MEMBER.search(member_name)
     if match is None:
@@ -106,45 +90,37 @@ def iter_patches(source: Path, read_bands: bool = True, wanted: set[str] | None 
 
 
 def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator[RawPatch]:
+    classified: dict[str, tuple[str, str] | None] = {}  # the file ``keep`` just saw, so it is classified once
+
+    def keep(member: str) -> bool:
+        kind = classified[member] = _classify(member)
+        return kind is not None and (
+            kind[1] == METADATA_SUFFIX or (read_bands and (wanted is None or kind[0] in wanted))
+        )
+
     pending: dict[str, RawPatch] = {}
     last = "(start of archive)"
     try:
-        with _open_tar_stream(path) as tar:
-            while (member := tar.next()) is not None:
-                tar.members.clear()  # a TarFile keeps every header it read: millions for BigEarthNet
-                if not member.isfile():
-                    continue
-                kind = _classify(member.name)
+        with open_decompressed(path) as stream:
+            for member, data in iter_files(stream, keep):
+                kind = classified.pop(member)
                 if kind is None:
                     continue
                 name, what = kind
                 patch = pending.setdefault(name, RawPatch(name))
                 if what == METADATA_SUFFIX:
-                    patch.metadata = _read_member(tar, member)
-                elif read_bands and (wanted is None or name in wanted):
-                    patch.bands[what] = _read_member(tar, member)
+                    patch.metadata = data or b""
+                elif data is not None:
+                    patch.bands[what] = data
                 patch.seen.add(what)
-                last = member.name
+                last = member
                 if patch.complete:
                     yield pending.pop(name)
-    except (tarfile.TarError, EOFError, OSError) as error:
+    except (TarFormatError, EOFError, OSError, *decoding_errors()) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise ArchiveError(f"{path}: archive is truncated or corrupt after {last} ({error})") from None
-    except Exception as error:
-        if type(error).__module__.startswith("zstd"):
-            raise ArchiveError(f"{path}: archive is truncated or corrupt after {last} ({error})") from None
-        raise
     _check_nothing_pending(path, pending)
-
-
-def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    handle: IO[bytes] | None = tar.extractfile(member)
-    assert handle is not None
-    data = handle.read()
-    if len(data) != member.size:
-        raise ArchiveError(f"{member.name}: truncated ({len(data)} of {member.size} bytes)")
-    return data
 
 
 def _iter_folder(root: Path, read_bands: bool, wanted: set[str] | None) -> Iterator[RawPatch]:

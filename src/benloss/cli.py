@@ -65,19 +65,33 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_tables(args: argparse.Namespace) -> None:
     from benloss.tables import write_tables
 
-    write_tables(args.results, args.class_counts, args.out, demo=args.demo)
+    write_tables(args.results, args.class_counts, args.out, demo=args.demo, intervals=args.intervals)
+
+
+def cmd_statistics(args: argparse.Namespace) -> None:
+    from benloss.statistics import write_statistics
+
+    write_statistics(args.results, args.encoded, args.class_counts, args.out, n_boot=args.bootstrap, seed=args.seed)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
     from benloss.figures import write_figures
 
-    write_figures(args.results, args.class_counts, args.out)
+    write_figures(args.results, args.class_counts, args.out, pairwise=args.pairwise)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
     from benloss.explain import explain
 
-    explain(args.results, args.encoded, json.loads(args.examples), args.out, masks=args.masks, threads=args.threads)
+    explain(
+        args.results,
+        args.encoded,
+        json.loads(args.examples),
+        args.out,
+        per_class=args.per_class,
+        seed=args.seed,
+        threads=args.threads,
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -148,26 +162,38 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
+    p = steps.add_parser("statistics", help="paired bootstrap: Table 1 intervals and pairwise differences")
+    p.add_argument("--results", type=Path, required=True, help="the run's results folder")
+    p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (test labels)")
+    p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (picks the rare classes)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (intervals.csv, pairwise.csv)")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
+    p.set_defaults(func=cmd_statistics)
+
     p = steps.add_parser("tables", help="Table 1, Table 2 and the per-class table")
     p.add_argument("--results", type=Path, required=True, help="the run's results folder")
     p.add_argument("--class-counts", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--demo", action="store_true", help="label the comparison with the paper as a demo")
+    p.add_argument("--intervals", type=Path, default=None, help="the bootstrap's intervals.csv")
     p.set_defaults(func=cmd_tables)
 
-    p = steps.add_parser("figures", help="Fig. 2 learning curves and the class-count chart")
+    p = steps.add_parser("figures", help="Fig. 2 learning curves, the class-count chart and the pairwise matrix")
     p.add_argument("--results", type=Path, required=True)
     p.add_argument("--class-counts", type=Path, required=True)
+    p.add_argument("--pairwise", type=Path, default=None, help="the bootstrap's pairwise.csv")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_figures)
 
-    p = steps.add_parser("explain", help="LRP heatmaps (Fig. 1) and their checks")
-    p.add_argument("--results", type=Path, required=True)
-    p.add_argument("--encoded", type=Path, required=True)
-    p.add_argument("--examples", required=True, help="JSON list of {class, patch?}")
-    p.add_argument("--masks", type=Path, default=None, help="the demo's region masks")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=1)
+    p = steps.add_parser("explain", help="LRP heatmaps (Fig. 1), their checks and scores against reference maps")
+    p.add_argument("--results", type=Path, required=True, help="the run folder with models/<loss>/seed*/model.pt")
+    p.add_argument("--encoded", type=Path, required=True, help="the encoded folder (test split, reference maps)")
+    p.add_argument("--examples", required=True, help="Fig. 1's examples: JSON list of {class, patch?}")
+    p.add_argument("--per-class", type=int, default=5, help="test patches per class scored against reference maps")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stratified sample and the bootstrap")
+    p.add_argument("--out", type=Path, required=True, help="the run folder to write figures/, tables/, explain/ into")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.set_defaults(func=cmd_explain)
 
     p = steps.add_parser("report", help="the self-contained HTML report")

@@ -1,4 +1,5 @@
-"""Fig. 2 (validation F1 and loss per epoch, every loss on one axis) and the class-count chart."""
+"""Fig. 2 (validation F1 and loss per epoch, every loss on one axis), F1 per training second, the class-count
+chart, the matrix of pairwise F1 differences and the LRP scores."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from benloss.atomic import atomic_outputs
-from benloss.losses import loss_info
+from benloss.losses import LOSS_IDS, loss_info
 from benloss.plotting import LOSS_STYLE, save
 from benloss.results import histories, losses_present
 from benloss.splits import SPLITS
@@ -42,6 +43,48 @@ def learning_curves(history: pd.DataFrame) -> plt.Figure:
     return figure
 
 
+def time_curves(history: pd.DataFrame) -> plt.Figure:
+    """Validation F1 (samples) against training seconds summed over the epochs, mean over seeds."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    for loss in losses_present(history):
+        runs = history[history["loss"] == loss].sort_values(["seed", "epoch"])
+        runs = runs.assign(elapsed=runs.groupby("seed")["train_seconds"].cumsum())
+        stats = runs.groupby("epoch")[["elapsed", "f1_samples"]].mean()
+        axis.plot(stats["elapsed"], stats["f1_samples"], label=loss_info(loss).abbreviation, markersize=4,
+                  linewidth=1.6, **LOSS_STYLE[loss])  # fmt: skip
+    axis.set(xlabel="training time (s, summed over epochs)", ylabel="validation F1 (sample-averaged)",
+             title="Validation F1 per second of training")  # fmt: skip
+    axis.set_ylim(bottom=0)
+    axis.grid(alpha=0.3)
+    axis.legend(title="loss", ncol=2, fontsize=9)
+    return figure
+
+
+def pairwise_matrix(pairwise: pd.DataFrame, metric: str = "F1 samples", alpha: float = 0.05) -> plt.Figure:
+    """Differences row − column of ``metric`` (% points); * marks Holm-adjusted p < ``alpha``."""
+    rows = pairwise[pairwise["metric"] == metric]
+    names = list(dict.fromkeys([*rows["loss_a"], *rows["loss_b"]]))
+    position = {name: i for i, name in enumerate(names)}
+    difference = np.full((len(names), len(names)), np.nan)
+    significant = np.zeros_like(difference, dtype=bool)
+    for row in rows.itertuples():
+        a, b = position[row.loss_a], position[row.loss_b]
+        difference[a, b], difference[b, a] = row.difference, -row.difference
+        significant[a, b] = significant[b, a] = row.p_holm < alpha
+    limit = max(float(np.nanmax(np.abs(difference))) if len(rows) else 0.0, 1e-9)
+    figure, axis = plt.subplots(figsize=(1.0 + 0.75 * len(names), 0.6 + 0.7 * len(names)), constrained_layout=True)
+    image = axis.imshow(difference, cmap="RdBu", vmin=-limit, vmax=limit)
+    for (i, j), value in np.ndenumerate(difference):
+        if not np.isnan(value):
+            axis.text(j, i, f"{value:+.1f}{'*' if significant[i, j] else ''}", ha="center", va="center", fontsize=8,
+                      fontweight="bold" if significant[i, j] else "normal")  # fmt: skip
+    axis.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    axis.set_yticks(range(len(names)), names)
+    axis.set_title(f"{metric}: row − column (% points); * Holm p < {alpha}")
+    figure.colorbar(image, ax=axis, label="difference (% points)")
+    return figure
+
+
 def class_count_chart(counts: pd.DataFrame) -> plt.Figure:
     """Horizontal stacked bars of patches per class and split, log scale so the long tail shows."""
     counts = counts.set_index("class")
@@ -62,14 +105,51 @@ def class_count_chart(counts: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def write_figures(results: Path, class_counts: Path, outdir: Path) -> None:
-    """Write ``f1_curves.png/.pdf`` and ``class_counts.png`` into ``outdir``."""
+def lrp_score_chart(summary: pd.DataFrame) -> plt.Figure:
+    """LRP scores per class (rows, ``all`` on top) and loss (colours) with 95 % intervals: left the share of
+    positive relevance inside the class region, right the pointing game; grey bars mark the region's share of
+    the patch, what an explanation blind to the region scores on average. Empty summary: a note saying so."""
+    if summary.empty:
+        figure, axis = plt.subplots(figsize=(6, 1.5))
+        axis.text(0.5, 0.5, "No reference maps for the test split: explanations not scored.", ha="center", va="center")
+        axis.set_axis_off()
+        return figure
+    losses = list(summary["loss"].drop_duplicates())
+    names = list(summary["class"].drop_duplicates())
+    names = [*[n for n in names if n != "all"][::-1], "all"]
+    ids = {loss_info(loss).abbreviation: loss for loss in LOSS_IDS}
+    figure, axes = plt.subplots(1, 2, figsize=(12, 1.0 + 0.32 * len(names) * max(1, len(losses)) ** 0.5),
+                                sharey=True, constrained_layout=True)  # fmt: skip
+    offsets = np.linspace(-0.3, 0.3, len(losses)) if len(losses) > 1 else np.zeros(1)
+    chance = summary.groupby("class")["region_share"].mean()
+    positions = np.arange(len(names))
+    for axis, column, title in ((axes[0], "relevance_mass", "Positive relevance inside the class region"),
+                                (axes[1], "pointing_game", "Pointing game: most relevant pixel inside")):  # fmt: skip
+        axis.barh(positions, [chance[n] for n in names], height=0.8, color="0.88", label="region share of patch")
+        for offset, loss in zip(offsets, losses, strict=True):
+            rows = summary[summary["loss"] == loss].set_index("class").reindex(names)
+            error = np.vstack([rows[column] - rows[f"{column}_low"], rows[f"{column}_high"] - rows[column]])
+            style = LOSS_STYLE.get(ids.get(loss, ""), {"color": "0.3", "marker": "o"})
+            axis.errorbar(rows[column], positions + offset, xerr=np.nan_to_num(error), linestyle="none",
+                          markersize=4, capsize=0, elinewidth=1, label=loss, **style)  # fmt: skip
+        axis.set(xlim=(0, 1), title=title, xlabel="share of explanations" if column == "pointing_game" else "share")
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(positions, [n if len(n) < 40 else n[:37] + "…" for n in names], fontsize=7)
+    axes[1].legend(fontsize=7, loc="lower right")
+    return figure
+
+
+def write_figures(results: Path, class_counts: Path, outdir: Path, pairwise: Path | None = None) -> None:
+    """Write ``f1_curves.png/.pdf``, ``f1_time.png``, ``class_counts.png`` and, given the bootstrap's
+    ``pairwise.csv``, ``pairwise_f1.png`` into ``outdir``."""
     outdir = Path(outdir)
-    with atomic_outputs(outdir / "f1_curves.png", outdir / "f1_curves.pdf", outdir / "class_counts.png") as (
-        png,
-        pdf,
-        counts_png,
-    ):
-        save(learning_curves(histories(Path(results))), png, pdf)
-        save(class_count_chart(pd.read_csv(class_counts)), counts_png)
+    names = ["f1_curves.png", "f1_curves.pdf", "f1_time.png", "class_counts.png"]
+    names += ["pairwise_f1.png"] if pairwise is not None else []
+    with atomic_outputs(*(outdir / name for name in names)) as paths:
+        history = histories(Path(results))
+        save(learning_curves(history), paths[0], paths[1])
+        save(time_curves(history), paths[2])
+        save(class_count_chart(pd.read_csv(class_counts)), paths[3])
+        if pairwise is not None:
+            save(pairwise_matrix(pd.read_csv(pairwise)), paths[4])
     log.info("figures written to %s", outdir)

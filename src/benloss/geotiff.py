@@ -18,7 +18,11 @@ _WIDTH, _HEIGHT, _BITS, _COMPRESSION = 256, 257, 258, 259
 _STRIP_OFFSETS, _SAMPLES, _ROWS_PER_STRIP = 273, 277, 278
 _PLANAR, _TILE_WIDTH, _TILE_LENGTH, _TILE_OFFSETS = 284, 322, 323, 324
 _SAMPLE_FORMAT = 339
+_PHOTOMETRIC, _STRIP_BYTE_COUNTS = 262, 279
+_PIXEL_SCALE, _TIEPOINT, _GEO_KEYS, _GEO_ASCII = 33550, 33922, 34735, 34737  # GeoTIFF tags
 _UNCOMPRESSED, _UNSIGNED = 1, 1
+_READ_TAGS = frozenset({_WIDTH, _HEIGHT, _BITS, _COMPRESSION, _STRIP_OFFSETS, _SAMPLES, _ROWS_PER_STRIP, _PLANAR,
+                        _TILE_WIDTH, _TILE_LENGTH, _TILE_OFFSETS, _SAMPLE_FORMAT})  # fmt: skip
 
 
 def read_uncompressed(data: bytes) -> np.ndarray | None:
@@ -34,13 +38,13 @@ def read_uncompressed(data: bytes) -> np.ndarray | None:
 
 
 def _first_directory(data: bytes, order: str) -> dict[int, tuple[int, ...]]:
-    """The integer tags of the first image directory (other value types are skipped)."""
+    """The integer tags of the first image directory that the reader uses (the GeoKeys and others are skipped)."""
     (offset,) = struct.unpack_from(order + "I", data, 4)
     (count,) = struct.unpack_from(order + "H", data, offset)
     tags: dict[int, tuple[int, ...]] = {}
     for entry in range(offset + 2, offset + 2 + 12 * count, 12):
         tag, kind, n = struct.unpack_from(order + "HHI", data, entry)
-        if kind not in _TYPE_FORMAT:
+        if kind not in _TYPE_FORMAT or tag not in _READ_TAGS:
             continue
         form = _TYPE_FORMAT[kind]
         inline = n * struct.calcsize(form) <= 4
@@ -95,3 +99,67 @@ def _from_tiles(data: bytes, dtype: np.dtype, tags: dict[int, tuple[int, ...]], 
         pixels = np.frombuffer(data, dtype, tile_length * tile_width, offset)
         image[top : top + tile_length, left : left + tile_width] = pixels.reshape(tile_length, tile_width)
     return image[:height, :width]
+
+
+def write_uncompressed(array: np.ndarray, epsg: int, ulx: float, uly: float, pixel: float) -> bytes:
+    """One uint16 band as a GeoTIFF in BigEarthNet-S2 v1.0's own layout, georeferenced in a WGS 84 / UTM zone.
+
+    The layout is the archive's, tag for tag: little-endian, strips of at most 8 kB, pixel scale, tie point
+    and GeoKeys naming the EPSG code (326zz) with the citations GDAL writes. Pure byte packing, so the demo
+    generator need not open a GDAL dataset for each band.
+    """
+    if array.ndim != 2 or array.dtype != np.uint16 or not 32601 <= epsg <= 32660:
+        raise ValueError(f"expected a 2-D uint16 array and a WGS 84 / UTM north EPSG code, got {array.shape}, {epsg}")
+    height, width = array.shape
+    rows_per_strip = min(height, max(1, 8192 // (2 * width)))
+    tops = range(0, height, rows_per_strip)
+    projected, geographic = f"WGS 84 / UTM zone {epsg - 32600}N|".encode(), b"WGS 84|"
+    citation = projected + geographic + b"\x00"
+    keys = (
+        (1, 1, 0, 7),  # GeoKey directory version 1.1.0, seven keys
+        (1024, 0, 1, 1),  # GTModelType: projected
+        (1025, 0, 1, 1),  # GTRasterType: pixel is area
+        (1026, _GEO_ASCII, len(projected), 0),  # GTCitation
+        (2049, _GEO_ASCII, len(geographic), len(projected)),  # GeogCitation
+        (2054, 0, 1, 9102),  # GeogAngularUnits: degree
+        (3072, 0, 1, epsg),  # ProjectedCSType
+        (3076, 0, 1, 9001),  # ProjLinearUnits: metre
+    )
+    geokeys = tuple(value for key in keys for value in key)
+    strip_bytes = [2 * width * min(rows_per_strip, height - top) for top in tops]
+    strip_list = 4 * len(tops) if len(tops) > 1 else 0  # one strip's count and offset fit in their entries
+    tags = 15
+    counts_at = 8 + 2 + 12 * tags + 4  # after the header and the image directory
+    offsets_at = counts_at + strip_list
+    scale_at = offsets_at + strip_list
+    tiepoint_at = scale_at + 24
+    geokeys_at = tiepoint_at + 48
+    citation_at = geokeys_at + 2 * len(geokeys)
+    data_at = citation_at + len(citation)
+    strip_offsets = [data_at + 2 * width * top for top in tops]
+    strips = len(tops)
+    directory = [
+        (_WIDTH, 3, 1, width), (_HEIGHT, 3, 1, height), (_BITS, 3, 1, 16), (_COMPRESSION, 3, 1, _UNCOMPRESSED),
+        (_PHOTOMETRIC, 3, 1, 1), (_STRIP_OFFSETS, 4, strips, offsets_at if strip_list else strip_offsets[0]),
+        (_SAMPLES, 3, 1, 1), (_ROWS_PER_STRIP, 3, 1, rows_per_strip),
+        (_STRIP_BYTE_COUNTS, 4, strips, counts_at if strip_list else strip_bytes[0]), (_PLANAR, 3, 1, 1),
+        (_SAMPLE_FORMAT, 3, 1, _UNSIGNED), (_PIXEL_SCALE, 12, 3, scale_at), (_TIEPOINT, 12, 6, tiepoint_at),
+        (_GEO_KEYS, 3, len(geokeys), geokeys_at), (_GEO_ASCII, 2, len(citation), citation_at),
+    ]  # fmt: skip
+    parts = [b"II*\x00", struct.pack("<IH", 8, tags)]
+    for tag, kind, count, value in directory:
+        if kind == 3 and count == 1:  # a single SHORT sits in the first two bytes of the value field
+            parts.append(struct.pack("<HHIHH", tag, kind, count, value, 0))
+        else:
+            parts.append(struct.pack("<HHII", tag, kind, count, value))
+    parts.append(struct.pack("<I", 0))  # no further image directory
+    if strip_list:
+        parts += [struct.pack(f"<{strips}I", *strip_bytes), struct.pack(f"<{strips}I", *strip_offsets)]
+    parts += [
+        struct.pack("<3d", pixel, pixel, 0.0),
+        struct.pack("<6d", 0.0, 0.0, 0.0, ulx, uly, 0.0),
+        struct.pack(f"<{len(geokeys)}H", *geokeys),
+        citation,
+        array.astype("<u2", copy=False).tobytes(),
+    ]
+    return b"".join(parts)

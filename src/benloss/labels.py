@@ -13,12 +13,15 @@ from tqdm import tqdm
 
 from benloss.archive import iter_patches
 from benloss.atomic import atomic_outputs
+from benloss.diskspace import require_free_space
 from benloss.nomenclature import classes, to_bigearthnet19
 from benloss.splits import SPLITS, excluded_patches, split_of_patches
 
 log = logging.getLogger(__name__)
 
 DROP_REASONS = ("snow", "cloud", "no_19_class_label", "not_in_split_lists")
+#: A generous bound on the label table's bytes per listed patch (name, split and labels; parquet stores less).
+TABLE_BYTES_PER_PATCH = 1024
 
 
 def build_label_table(archive: Path, lists: Mapping[str, Path]) -> tuple[pd.DataFrame, dict]:
@@ -63,17 +66,21 @@ def build_label_table(archive: Path, lists: Mapping[str, Path]) -> tuple[pd.Data
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Number of patches per class (rows, official order) and split (columns)."""
     counts = pd.DataFrame(0, index=pd.Index(classes(), name="class"), columns=list(SPLITS), dtype=int)
-    for split, group in table.groupby("split", observed=False):
-        for labels in group["labels"]:
-            counts.loc[list(labels), split] += 1
+    # Tallied in Python, then set once per cell: a pandas update per patch took 5 ms, 45 minutes for BigEarthNet.
+    rows = zip(table["split"], table["labels"], strict=True)
+    tally = Counter((label, str(split)) for split, labels in rows for label in labels)
+    for (label, split), count in tally.items():
+        counts.loc[label, split] = count
     counts["total"] = counts[list(SPLITS)].sum(axis=1)
     return counts
 
 
 def run_labels(archive: Path, lists: Mapping[str, Path], outdir: Path) -> dict:
     """Write ``patches.parquet``, ``class_counts.csv`` and ``summary.json`` into ``outdir``."""
-    table, summary = build_label_table(Path(archive), lists)
     outdir = Path(outdir)
+    listed = len(split_of_patches(lists))
+    require_free_space(outdir, TABLE_BYTES_PER_PATCH * listed, "the label table and its summaries")
+    table, summary = build_label_table(Path(archive), lists)
     with atomic_outputs(outdir / "patches.parquet", outdir / "class_counts.csv", outdir / "summary.json") as (
         parquet,
         counts,

@@ -21,6 +21,35 @@ TABLE1: dict[str, tuple[float, float, float]] = {
     "rl": (58.0, 76.5, 62.9),
     "sml": (70.7, 74.4, 69.9),
 }
+#: Table 2 of the paper, its criteria in order; each mark H (high), M (medium), L (low) or NA (not applied).
+TABLE2_CRITERIA: tuple[str, ...] = (
+    "overall_accuracy",
+    "class_imbalance",
+    "convexity_differentiability",
+    "learning_efficiency",
+)
+TABLE2: dict[str, tuple[str, str, str, str]] = {
+    "cel": ("L", "L", "M", "M"),
+    "fl": ("L", "H", "M", "L"),
+    "wcel": ("M", "H", "M", "L"),
+    "hal": ("M", "L", "NA", "M"),
+    "hl": ("M", "L", "H", "M"),
+    "rl": ("L", "L", "NA", "H"),
+    "sml": ("H", "M", "M", "H"),
+}
+#: Where the paper's text and the mathematics disagree, per loss.
+TEXT_VERSUS_MATHS: dict[str, str] = {
+    "hal": (
+        "The paper calls HAL non-convex and discontinuous and marks its convexity NA. The Hamming loss of thresholded "
+        "predictions is piecewise constant, but what is trained is its smooth expected value under Bernoulli "
+        "predictions, a differentiable (if non-convex) surrogate."
+    ),
+    "rl": (
+        "The paper calls RL non-convex and discontinuous and marks its convexity NA. Its hinge max(0, α + z_v − z_u) "
+        "is a maximum of affine functions of the scores, hence convex and continuous; it is only non-differentiable "
+        "at the hinge."
+    ),
+}
 #: The paper's training set-up.
 EPOCHS = 80
 LEARNING_RATE = 1e-4

@@ -58,3 +58,8 @@ def per_class(results: Path) -> pd.DataFrame:
 def losses_present(frame: pd.DataFrame) -> list[str]:
     """The losses of ``frame`` in ``LOSS_IDS`` order (the paper's seven in its order, then later additions)."""
     return [loss for loss in LOSS_IDS if loss in set(frame["loss"])]
+
+
+def evaluated_runs(results: Path) -> list[tuple[str, int, Path]]:
+    """(loss, seed, folder) of every evaluation that saved its test scores, in the paper's loss order."""
+    return [(loss, seed, path.parent) for loss, seed, path in _runs(Path(results) / "eval", "test_scores.npy")]

@@ -8,6 +8,7 @@ can be checked against where each class really is. The region maps stay beside t
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -21,9 +22,11 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from benloss.atomic import atomic_outputs
-from benloss.bands import BAND_SIZE, BANDS, PATCH_SIZE_M, BandStatistics, official_band_order
+from benloss.bands import BAND_GROUPS, BANDS, PATCH_SIZE_M, BandStatistics, official_band_order
+from benloss.geotiff import write_uncompressed
 from benloss.nomenclature import classes, conversion, original_labels
 from benloss.splits import list_paths, write_list
+from benloss.streams import create_gzip
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +97,31 @@ def signatures() -> np.ndarray:
     return np.array(result)
 
 
+@functools.cache
+def _zoom_matrix(size: int, cells: int) -> np.ndarray:
+    """(size, cells) matrix ``Z`` with ``Z @ C @ Z.T`` equal to ``ndimage.zoom(C, size / cells, order=3)``.
+
+    Cubic spline zooming is linear and separable, so its columns are the zoomed unit vectors; two small
+    matrix products then replace a spline evaluation per pixel (15x faster, equal to 1e-14).
+    """
+    unit = np.eye(cells)
+    return np.stack([ndimage.zoom(unit[j], size / cells, order=3, mode="reflect")[:size] for j in range(cells)], 1)
+
+
+def _smooth_fields(rng: np.random.Generator, count: int, size: int = 120, cells: int = 6) -> np.ndarray:
+    """``count`` smooth random (size, size) fields: cubic zooms of standard normal (cells, cells) grids."""
+    zoom = _zoom_matrix(size, cells)
+    return zoom @ rng.standard_normal((count, cells, cells)) @ zoom.T
+
+
 def _smooth_field(rng: np.random.Generator, size: int = 120, cells: int = 6) -> np.ndarray:
-    coarse = rng.standard_normal((cells, cells))
-    return ndimage.zoom(coarse, size / cells, order=3, mode="reflect")[:size, :size]
+    return _smooth_fields(rng, 1, size, cells)[0]
 
 
 def paint_regions(rng: np.random.Generator, n_labels: int, size: int = 120, min_share: float = 0.08) -> np.ndarray:
     """A (size, size) map assigning every pixel to one of ``n_labels`` smooth, blob-shaped regions."""
     for _ in range(50):
-        fields = np.stack([_smooth_field(rng, size) for _ in range(n_labels)])
+        fields = _smooth_fields(rng, n_labels, size)
         regions = fields.argmax(axis=0)
         shares = np.bincount(regions.ravel(), minlength=n_labels) / regions.size
         if shares.min() >= min_share:
@@ -111,17 +130,28 @@ def paint_regions(rng: np.random.Generator, n_labels: int, size: int = 120, min_
 
 
 def render_patch(rng: np.random.Generator, region_labels: np.ndarray, spectra: np.ndarray) -> dict[str, np.ndarray]:
-    """Render twelve uint16 bands from a 10 m map of original label indices."""
+    """Render twelve uint16 bands from a 10 m map of original label indices.
+
+    Each band is its labels' reflectance times a smooth texture and the illumination, averaged down to the
+    band's resolution, with 3 % multiplicative and 15-unit additive Gaussian noise.
+    """
     illumination = rng.uniform(0.95, 1.05)
     texture = 1 + 0.05 * _smooth_field(rng, 120, 15)
+    signal = spectra.T[:, region_labels] * texture * illumination
+    # One draw, band by band: each band's multiplicative then its additive noise (as two calls would give).
+    noise = rng.standard_normal(2 * sum(group.size**2 * len(group.bands) for group in BAND_GROUPS))
     bands: dict[str, np.ndarray] = {}
-    for b, band in enumerate(BANDS):
-        fine = spectra[region_labels, b] * texture * illumination
-        factor = 120 // BAND_SIZE[band]
+    start, first = 0, 0
+    for group in BAND_GROUPS:
+        count, size, factor = len(group.bands), group.size, 120 // group.size
+        fine = signal[first : first + count]
         if factor > 1:
-            fine = fine.reshape(BAND_SIZE[band], factor, BAND_SIZE[band], factor).mean(axis=(1, 3))
-        noisy = fine * (1 + 0.03 * rng.standard_normal(fine.shape)) + rng.normal(0, 15, fine.shape)
-        bands[band] = np.clip(np.rint(noisy), 1, 20000).astype(np.uint16)
+            fine = fine.reshape(count, size, factor, size, factor).mean(axis=(2, 4))
+        draws = noise[start : start + 2 * count * size**2].reshape(count, 2, size, size)
+        noisy = fine * (1 + 0.03 * draws[:, 0]) + 15 * draws[:, 1]
+        pixels = np.clip(np.rint(noisy, out=noisy), 1, 20000, out=noisy).astype(np.uint16)
+        bands.update(zip(group.bands, pixels, strict=True))
+        start, first = start + 2 * count * size**2, first + count
     return bands
 
 
@@ -139,31 +169,10 @@ def _utm_epsg(rng: np.random.Generator) -> int:
     return 32600 + int(rng.integers(29, 36))
 
 
-def _geotiff(array: np.ndarray, epsg: int, ulx: float, uly: float) -> bytes:
-    from rasterio.crs import CRS
-    from rasterio.io import MemoryFile
-    from rasterio.transform import from_origin
-
-    pixel = PATCH_SIZE_M / array.shape[0]
-    profile = {
-        "driver": "GTiff",
-        "height": array.shape[0],
-        "width": array.shape[1],
-        "count": 1,
-        "dtype": "uint16",
-        "crs": CRS.from_epsg(epsg),
-        "transform": from_origin(ulx, uly, pixel, pixel),
-    }
-    with MemoryFile() as memory:
-        with memory.open(**profile) as dataset:
-            dataset.write(array, 1)
-        return memory.read()
-
-
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
-    info.mtime = mtime
+    info.mtime = int(mtime)  # a whole second, as in the real archive (a fraction would add a PAX header)
     info.mode = 0o644
     tar.addfile(info, io.BytesIO(data))
 
@@ -197,7 +206,7 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
     pixels = np.zeros(len(BANDS))
     with atomic_outputs(outdir) as (tmp,):
         (tmp / "lists").mkdir(parents=True)
-        with tarfile.open(tmp / "BigEarthNet-demo.tar.gz", "w:gz", compresslevel=1) as tar:
+        with create_gzip(tmp / "BigEarthNet-demo.tar.gz") as packed, tarfile.open(fileobj=packed, mode="w") as tar:
             for index in tqdm(range(config.patches), desc="synth", unit=" patches", mininterval=2):
                 name, when = patch_name(rng, index)
                 label_ids = _sample_labels(rng, config, weights)
@@ -248,7 +257,8 @@ def _write_patch(
     folder = f"{ARCHIVE_ROOT}/{name}"
     mtime = when.timestamp()
     for band in _OFFICIAL_BAND_ORDER:
-        _add(tar, f"{folder}/{name}_{band}.tif", _geotiff(bands[band], epsg, ulx, uly), mtime)
+        tif = write_uncompressed(bands[band], epsg, ulx, uly, PATCH_SIZE_M / bands[band].shape[0])
+        _add(tar, f"{folder}/{name}_{band}.tif", tif, mtime)
     metadata = {
         "labels": [original_labels()[i] for i in label_ids],
         "coordinates": {"ulx": ulx, "uly": uly, "lrx": ulx + PATCH_SIZE_M, "lry": uly - PATCH_SIZE_M},
@@ -260,6 +270,7 @@ def _write_patch(
     _add(tar, f"{folder}/{name}_labels_metadata.json", json.dumps(metadata).encode(), mtime)
 
 
+@functools.cache
 def _wkt(epsg: int) -> str:
     from rasterio.crs import CRS
 

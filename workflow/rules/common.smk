@@ -120,19 +120,5 @@ def explain_examples():
     return f"'{json.dumps(config['explain']['examples'])}'"
 
 
-def demo_masks_argument(wildcards, input):
-    return f"--masks {input.masks}" if DEMO else ""
-
-
-def explain_inputs(wildcards):
-    inputs = {
-        "models": all_models("model.pt"),
-        "encoded": f"{RESULTS}/encoded",
-    }
-    if DEMO:
-        inputs["masks"] = f"{RESULTS}/demo_archive/masks.npz"
-    return inputs
-
-
 def all_outputs():
     return [f"{RESULTS}/report.html"]

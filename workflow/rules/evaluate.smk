@@ -20,8 +20,38 @@ rule evaluate:
         " --out {params.outdir} --threads {threads} --device {params.device} > {log} 2>&1"
 
 
+rule statistics:
+    input:
+        metrics=all_evaluations("metrics.json"),
+        test_scores=all_evaluations("test_scores.npy"),
+        runs=all_models("run.json"),
+        encoded=f"{RESULTS}/encoded",
+        counts=f"{RESULTS}/labels/class_counts.csv",
+    output:
+        intervals=f"{RESULTS}/tables/intervals.csv",
+        pairwise=report(
+            f"{RESULTS}/tables/pairwise.csv",
+            caption="../report/pairwise.rst",
+            category="3. Results",
+            subcategory="Significance",
+        ),
+    log:
+        f"{RESULTS}/logs/statistics.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        results=run_folder,
+        outdir=output_folder,
+        bootstrap=config["statistics"]["bootstrap"],
+        seed=config["statistics"]["seed"],
+    shell:
+        "benloss statistics --results {params.results} --encoded {input.encoded} --class-counts {input.counts}"
+        " --out {params.outdir} --bootstrap {params.bootstrap} --seed {params.seed} > {log} 2>&1"
+
+
 rule tables:
     input:
+        intervals=rules.statistics.output.intervals,
         metrics=all_evaluations("metrics.json"),
         per_class=all_evaluations("per_class.csv"),
         histories=all_models("history.csv"),
@@ -58,14 +88,15 @@ rule tables:
         outdir=output_folder,
         demo="--demo" if DEMO else "",
     shell:
-        "benloss tables --results {params.results} --class-counts {input.counts} --out {params.outdir}"
-        " {params.demo} > {log} 2>&1"
+        "benloss tables --results {params.results} --class-counts {input.counts} --intervals {input.intervals}"
+        " --out {params.outdir} {params.demo} > {log} 2>&1"
 
 
 rule figures:
     input:
         histories=all_models("history.csv"),
         counts=f"{RESULTS}/labels/class_counts.csv",
+        pairwise=rules.statistics.output.pairwise,
     output:
         curves=report(
             f"{RESULTS}/figures/f1_curves.png",
@@ -73,6 +104,17 @@ rule figures:
             category="2. Training",
         ),
         curves_pdf=f"{RESULTS}/figures/f1_curves.pdf",
+        time_curves=report(
+            f"{RESULTS}/figures/f1_time.png",
+            caption="../report/f1_time.rst",
+            category="2. Training",
+        ),
+        pairwise=report(
+            f"{RESULTS}/figures/pairwise_f1.png",
+            caption="../report/pairwise_f1.rst",
+            category="3. Results",
+            subcategory="Significance",
+        ),
         counts=report(
             f"{RESULTS}/figures/class_counts.png",
             caption="../report/class_counts.rst",
@@ -86,5 +128,5 @@ rule figures:
         results=run_folder,
         outdir=output_folder,
     shell:
-        "benloss figures --results {params.results} --class-counts {input.counts} --out {params.outdir}"
-        " > {log} 2>&1"
+        "benloss figures --results {params.results} --class-counts {input.counts} --pairwise {input.pairwise}"
+        " --out {params.outdir} > {log} 2>&1"

@@ -1,6 +1,7 @@
 rule explain:
     input:
-        unpack(explain_inputs),
+        models=all_models("model.pt"),
+        encoded=f"{RESULTS}/encoded",
     output:
         figure=report(
             f"{RESULTS}/figures/lrp_heatmaps.png",
@@ -14,7 +15,15 @@ rule explain:
             caption="../report/lrp_scores.rst",
             category="4. Explanations",
         ),
+        examples=f"{RESULTS}/explain/lrp_examples.csv",
+        chart=report(
+            f"{RESULTS}/figures/lrp_scores.png",
+            caption="../report/lrp_scores_chart.rst",
+            category="4. Explanations",
+        ),
+        chart_pdf=f"{RESULTS}/figures/lrp_scores.pdf",
         conservation=f"{RESULTS}/explain/conservation.csv",
+        bounds=f"{RESULTS}/explain/zbox_bounds.csv",
     log:
         f"{RESULTS}/logs/explain.log",
     conda:
@@ -26,7 +35,9 @@ rule explain:
     params:
         results=run_folder,
         examples=explain_examples(),
-        masks=demo_masks_argument,
+        per_class=config["explain"]["per_class"],
+        seed=config["explain"]["seed"],
     shell:
         "benloss explain --results {params.results} --encoded {input.encoded} --examples {params.examples}"
-        " {params.masks} --out {params.results} --threads {threads} > {log} 2>&1"
+        " --per-class {params.per_class} --seed {params.seed} --out {params.results} --threads {threads}"
+        " > {log} 2>&1"

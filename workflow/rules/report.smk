@@ -15,10 +15,12 @@ rule run_config:
 rule report:
     input:
         config=f"{RESULTS}/config.yaml",
+        statistics=rules.statistics.output,
         tables=rules.tables.output,
         figures=rules.figures.output,
         explain=rules.explain.output,
         summary=f"{RESULTS}/labels/summary.json",
+        encoded=f"{RESULTS}/encoded",
         baselines=all_models("baseline.json"),
     output:
         f"{RESULTS}/report.html",

@@ -1,0 +1,220 @@
+"""The paired bootstrap against a direct loop, its coverage on simulated data, Holm by hand, and the mean interval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn import metrics as skm
+
+from benloss.evaluate import evaluate_scores
+from benloss.nomenclature import classes
+from benloss.statistics import (
+    METRICS,
+    bootstrap_mean_ci,
+    bootstrap_metrics,
+    bootstrap_p_value,
+    holm,
+    interval_table,
+    pairwise_table,
+    percentile_interval,
+    rare_classes,
+    replicate_indices,
+    write_statistics,
+)
+
+
+def simulated(rng: np.random.Generator, n: int, n_classes: int, accuracies: list[float]) -> tuple[list, np.ndarray]:
+    """Labels and one prediction per accuracy: each entry is right with that probability."""
+    labels = rng.random((n, n_classes)) < 0.3
+    predictions = [np.where(rng.random((n, n_classes)) < a, labels, ~labels) for a in accuracies]
+    return predictions, labels
+
+
+def sklearn_metrics(pred: np.ndarray, true: np.ndarray, rare: list[int]) -> list[float]:
+    """METRICS by scikit-learn, in the same order."""
+    values = []
+    for average in ("samples", "micro", "macro"):
+        values += [
+            skm.precision_score(true, pred, average=average, zero_division=0),
+            skm.recall_score(true, pred, average=average, zero_division=0),
+            skm.f1_score(true, pred, average=average, zero_division=0),
+        ]
+    values.append(skm.f1_score(true, pred, average=None, zero_division=0)[rare].mean())
+    return values
+
+
+def test_replicates_match_a_direct_loop_bootstrap_with_sklearn():
+    rng = np.random.default_rng(0)
+    predictions, labels = simulated(rng, 40, 5, [0.8, 0.6])
+    labels[:3] = False  # images without a label: zero division in the sample averages
+    rare = [1, 3]
+    observed, replicates = bootstrap_metrics(predictions, labels, rare, n_boot=30, seed=7, chunk=8)
+    assert replicates.shape == (30, 2, len(METRICS))
+    for m, pred in enumerate(predictions):
+        np.testing.assert_allclose(observed[m], sklearn_metrics(pred, labels, rare), atol=1e-9)
+        loop = np.array(
+            [sklearn_metrics(pred[idx], labels[idx], rare) for idx in (replicate_indices(40, b, 7) for b in range(30))]
+        )
+        np.testing.assert_allclose(replicates[:, m], loop, atol=1e-6)
+
+
+def test_replicates_do_not_depend_on_the_chunk_size():
+    predictions, labels = simulated(np.random.default_rng(1), 25, 4, [0.7])
+    _, a = bootstrap_metrics(predictions, labels, n_boot=20, seed=3, chunk=3)
+    _, b = bootstrap_metrics(predictions, labels, n_boot=20, seed=3, chunk=64)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_interval_is_the_percentiles_of_a_direct_bootstrap():
+    predictions, labels = simulated(np.random.default_rng(2), 60, 6, [0.75, 0.7])
+    observed, replicates = bootstrap_metrics(predictions, labels, n_boot=200, seed=0)
+    table = interval_table(observed, replicates, [("own", "a", 0), ("own", "b", 0)])
+    f1 = [skm.f1_score(labels[idx], predictions[0][idx], average="micro") for idx in
+          (replicate_indices(60, b, 0) for b in range(200))]  # fmt: skip
+    row = table[(table["loss"] == "a") & (table["metric"] == "f1_micro")].iloc[0]
+    assert row["ci_low"] == pytest.approx(100 * np.percentile(f1, 2.5))
+    assert row["ci_high"] == pytest.approx(100 * np.percentile(f1, 97.5))
+    assert row["estimate"] == pytest.approx(100 * skm.f1_score(labels, predictions[0], average="micro"))
+    assert row["test_se"] == pytest.approx(100 * np.std(f1, ddof=1))
+    assert np.isnan(row["seed_std"]) and row["dominant_spread"] == ""
+
+
+def test_difference_intervals_cover_the_true_difference_about_95_percent_of_the_time():
+    """Two predictors right with probability 0.8 and 0.7 per entry: their true micro-F1 difference is known."""
+    rng = np.random.default_rng(11)
+    big_predictions, big_labels = simulated(rng, 400_000, 3, [0.8, 0.7])
+    truth = skm.f1_score(big_labels, big_predictions[0], average="micro") - skm.f1_score(
+        big_labels, big_predictions[1], average="micro"
+    )
+    repeats, hits = 200, 0
+    for r in range(repeats):
+        predictions, labels = simulated(rng, 150, 3, [0.8, 0.7])
+        _, replicates = bootstrap_metrics(predictions, labels, n_boot=300, seed=r)
+        k = METRICS.index("f1_micro")
+        low, high = percentile_interval(replicates[:, 0, k] - replicates[:, 1, k])
+        hits += low <= truth <= high
+    # 95 % coverage: the hit count lies in the central 99.9 % range of Binomial(200, 0.95).
+    low_count, high_count = stats.binom.interval(0.999, repeats, 0.95)
+    assert low_count <= hits <= high_count
+
+
+def test_holm_against_a_hand_computed_example():
+    # m = 5, sorted 0.01, 0.02, 0.03, 0.04, 0.5 times 5, 4, 3, 2, 1: 0.05, 0.08, 0.09, 0.08 -> 0.09 (monotone), 0.5.
+    p = [0.03, 0.01, 0.5, 0.04, 0.02]
+    np.testing.assert_allclose(holm(p), [0.09, 0.05, 0.5, 0.09, 0.08])
+    np.testing.assert_allclose(holm([0.4, 0.3]), [0.6, 0.6])
+    np.testing.assert_allclose(holm([0.9, 0.6]), [1.0, 1.0])
+
+
+def test_p_value_counts_both_tails():
+    assert bootstrap_p_value(np.array([1.0, 2.0, 3.0, -1.0])) == pytest.approx(2 * 2 / 5)
+    assert bootstrap_p_value(np.full(99, 0.5)) == pytest.approx(2 / 100)
+    assert bootstrap_p_value(np.zeros(10)) == 1.0
+
+
+def test_pairwise_table_has_every_pair_and_holm_within_each_metric():
+    rng = np.random.default_rng(4)
+    observed = rng.random((4, 2))
+    replicates = observed + 0.05 * rng.standard_normal((500, 4, 2))
+    table = pairwise_table(observed, replicates, ["A", "B", "C", "D"], ["F1 samples", "F1 micro"])
+    assert list(table.columns) == ["metric", "loss_a", "loss_b", "difference", "ci_low", "ci_high", "p_value", "p_holm"]
+    assert len(table) == 2 * 6
+    row = table[(table["metric"] == "F1 micro") & (table["loss_a"] == "B") & (table["loss_b"] == "D")].iloc[0]
+    assert row["difference"] == pytest.approx(100 * (observed[1, 1] - observed[3, 1]))
+    for _, group in table.groupby("metric"):
+        np.testing.assert_allclose(group["p_holm"], holm(group["p_value"]))
+
+
+def test_seed_spread_and_which_dominates():
+    """Two seeds that differ by 10 points on identical-noise data: the seeds dominate the test-image spread."""
+    predictions, labels = simulated(np.random.default_rng(5), 300, 4, [0.9, 0.6])
+    observed, replicates = bootstrap_metrics(predictions, labels, n_boot=100, seed=0)
+    table = interval_table(observed, replicates, [("own", "x", 0), ("own", "x", 1)])
+    row = table[table["metric"] == "f1_samples"].iloc[0]
+    assert row["seeds"] == 2
+    assert row["seed_std"] == pytest.approx(100 * np.std(observed[:, 2], ddof=1))
+    assert row["estimate"] == pytest.approx(100 * observed[:, 2].mean())
+    assert row["dominant_spread"] == "seeds"
+
+
+def test_bootstrap_mean_ci_against_a_direct_loop():
+    values = np.random.default_rng(6).normal(2.0, 1.0, 50)
+    mean, low, high = bootstrap_mean_ci(values, n_boot=400, seed=9)
+    means = [values[replicate_indices(50, b, 9)].mean() for b in range(400)]
+    assert mean == pytest.approx(values.mean())
+    assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
+    with pytest.raises(ValueError, match="no values"):
+        bootstrap_mean_ci([])
+
+
+def test_rare_classes_are_the_rarest_third():
+    assert rare_classes(pd.Series([5, 1, 9, 1, 7, 3])) == [1, 3]
+
+
+def fake_evaluations(root: Path, losses=("cel", "sml"), seeds=(0, 1), n: int = 80) -> np.ndarray:
+    """Test scores of every (loss, seed) and their metrics.json as ``benloss evaluate`` writes them."""
+    rng = np.random.default_rng(8)
+    labels = rng.random((n, len(classes()))) < 0.2
+    (root / "encoded").mkdir(parents=True)
+    np.save(root / "encoded" / "test_labels.npy", labels.astype(np.uint8))
+    pd.DataFrame({"class": classes(), "train": np.arange(19, 0, -1)}).to_csv(root / "counts.csv", index=False)
+    for i, loss in enumerate(losses):
+        for seed in seeds:
+            folder = root / "eval" / loss / f"seed{seed}"
+            folder.mkdir(parents=True)
+            scores = (rng.normal(size=labels.shape) + (1.5 + i) * (2 * labels - 1)).astype(np.float32)
+            thresholds = np.full(labels.shape[1], 0.5)
+            own, calibrated, _, _ = evaluate_scores(loss, {}, scores, labels.astype(np.uint8), thresholds)
+            document = {"own_rule": own, "calibrated": calibrated, "thresholds": thresholds.tolist()}
+            (folder / "metrics.json").write_text(json.dumps(document))
+            np.save(folder / "test_scores.npy", scores)
+    return labels
+
+
+def test_write_statistics_from_evaluations_with_two_seeds(tmp_path):
+    fake_evaluations(tmp_path)
+    out = write_statistics(tmp_path, tmp_path / "encoded", tmp_path / "counts.csv", tmp_path / "tables", n_boot=200)
+    intervals, pairwise = out["intervals"], out["pairwise"]
+    documents = {(loss, seed): json.loads((tmp_path / "eval" / loss / f"seed{seed}" / "metrics.json").read_text())
+                 for loss in ("cel", "sml") for seed in (0, 1)}  # fmt: skip
+    row = intervals.set_index(["rule", "loss", "metric"]).loc[("calibrated", "SML", "f1_macro")]
+    values = [100 * documents[("sml", seed)]["calibrated"]["f1_macro"] for seed in (0, 1)]
+    assert row["estimate"] == pytest.approx(np.mean(values)) and row["seed_std"] == pytest.approx(
+        np.std(values, ddof=1)
+    )
+    assert row["seeds"] == 2 and row["dominant_spread"] in ("seeds", "test images")
+    assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+    assert len(pairwise) == 4 and set(pairwise["metric"]) == {"F1 samples", "F1 micro", "F1 macro", "F1 rarest third"}
+    micro = pairwise[pairwise["metric"] == "F1 micro"].iloc[0]
+    micro_f1 = {key: document["own_rule"]["f1_micro"] for key, document in documents.items()}
+    expected = np.mean([100 * (micro_f1[("cel", s)] - micro_f1[("sml", s)]) for s in (0, 1)])
+    assert (micro["loss_a"], micro["loss_b"]) == ("CEL", "SML") and micro["difference"] == pytest.approx(expected)
+    assert pd.read_csv(tmp_path / "tables" / "pairwise.csv").shape == (4, 8)
+
+
+def test_predictions_that_do_not_reproduce_metrics_json_are_refused(tmp_path):
+    fake_evaluations(tmp_path, losses=("cel",), seeds=(0,))
+    path = tmp_path / "eval" / "cel" / "seed0" / "metrics.json"
+    document = json.loads(path.read_text())
+    document["own_rule"]["f1_samples"] += 0.01
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="seed0: predictions give own_rule sample F1"):
+        write_statistics(tmp_path, tmp_path / "encoded", tmp_path / "counts.csv", tmp_path / "tables", n_boot=100)
+    assert not (tmp_path / "tables" / "intervals.csv").exists()
+
+
+def test_report_sets_seed_spread_beside_the_test_interval_only_with_several_seeds():
+    from benloss.report import _spreads
+
+    long = pd.DataFrame(
+        {"metric": ["F1", "F1", "P"], "loss": ["CEL", "SML", "CEL"], "mean": [60.0, 70.0, 50.0],
+         "std": [2.0, np.nan, 1.0], "seeds": [3, 1, 3], "ci_low": [58.0, 68.0, 49.0], "ci_high": [62.0, 72.0, 51.0],
+         "test_se": [1.0, 1.0, 0.5], "dominant_spread": ["seeds", "", "seeds"]}
+    )  # fmt: skip
+    assert _spreads(long) == [{"loss": "CEL", "mean": 60.0, "std": 2.0, "ci_low": 58.0, "ci_high": 62.0,
+                               "test_se": 1.0, "dominant_spread": "seeds"}]  # fmt: skip
