@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.benloss-installed
 CORES ?= all
 
-.PHONY: setup demo test lint report clean-demo
+.PHONY: setup demo test lint report clean-demo gpu-check
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,17 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --cores 1
 	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet.yaml
+	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet_v2.yaml
+	$(BIN)/snakemake --lint --cores 1 --configfile .test/config/config_v2.yaml
 	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet_extended.yaml
+	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet_v2_extended.yaml
 
 report: setup
 	$(BIN)/snakemake --cores 1 --report results/demo/snakemake-report.zip
+
+# The GPU verification (benchmarks/README.md): on a CUDA machine, about 8 minutes. Needs torch, numpy, pandas,
+# pytest, tqdm, matplotlib and scipy only, so it runs with the system Python of a bare GPU machine too:
+#   make gpu-check PYTHON_GPU=python3
+PYTHON_GPU ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	PYTHONPATH=src $(PYTHON_GPU) benchmarks/gpu_check.py --out benchmarks/out/gpu

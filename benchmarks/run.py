@@ -40,6 +40,7 @@ from benloss.synth import SynthConfig, make_demo_archive
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES = 269_695
 VAL_IMAGES = 123_723
+TEST_IMAGES = 125_866
 
 
 def timed(function, *args, **kwargs) -> float:
@@ -196,23 +197,40 @@ def check_variant(variant: str) -> None:
         raise ValueError(f"unknown variant {variant!r}: {'|'.join(PRECISIONS)}, then any of +{', +'.join(OPTIONS)}")
 
 
+def variant_model(
+    width: int, device: str, variant: str
+) -> tuple[torch.nn.Module, torch.nn.Module, torch.memory_format]:
+    """A K-Branch CNN set up as ``variant`` says: the model, what to call (compiled or not) and the input layout."""
+    options = set(variant.split("+"))
+    layout = torch.channels_last if "channels-last" in options else torch.contiguous_format
+    model = KBranchCNN(width).to(device, memory_format=layout)
+    return model, torch.compile(model) if "compile" in options else model, layout
+
+
+def random_inputs(batch_size: int, device: str, layout: torch.memory_format) -> list[torch.Tensor]:
+    return [torch.randn(batch_size, len(g.bands), g.size, g.size, device=device).contiguous(memory_format=layout)
+            for g in BAND_GROUPS]  # fmt: skip
+
+
+def training_step(width: int, batch_size: int, device: str, variant: str):
+    """One forward + backward + RMSprop step of ``variant`` on fixed random inputs on the device, warmed up."""
+    model, forward, layout = variant_model(width, device, variant)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    inputs = random_inputs(batch_size, device, layout)
+    targets = (torch.rand(batch_size, 19, device=device) < 0.2).float()
+    step = partial(train_step, forward, optimizer, inputs, targets, device, "bf16" in variant.split("+"))
+    step()  # warm-up (and compilation)
+    step()
+    synchronize(device)
+    return step
+
+
 def bench_training(widths: list[int], batch_size: int, steps: int, device: str, variants: list[str]) -> list[dict]:
     rows = []
     for width in widths:
         flops = flops_per_image(width)
         for variant in variants:
-            options = set(variant.split("+"))
-            layout = torch.channels_last if "channels-last" in options else torch.contiguous_format
-            model = KBranchCNN(width).to(device, memory_format=layout).train()
-            optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
-            inputs = [torch.randn(batch_size, len(g.bands), g.size, g.size, device=device).contiguous(
-                memory_format=layout) for g in BAND_GROUPS]  # fmt: skip
-            targets = (torch.rand(batch_size, 19, device=device) < 0.2).float()
-            forward = torch.compile(model) if "compile" in options else model
-            step = partial(train_step, forward, optimizer, inputs, targets, device, "bf16" in options)
-            step()  # warm-up (and compilation)
-            step()
-            synchronize(device)
+            step = training_step(width, batch_size, device, variant)
             seconds = timed(lambda: [step() for _ in range(steps)])  # noqa: B023
             synchronize(device)
             rate = steps * batch_size / seconds

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from benloss.encode import encode_archive
 from benloss.labels import run_labels
@@ -27,6 +28,21 @@ def require_tool(name: str, reason: str) -> str:
             pytest.fail(message + " (CI must install it: see .ci/run)")
         pytest.skip(message)
     return path
+
+
+#: Set by `benchmarks/gpu_check.py --smoke`: the tests marked ``gpu`` run on the CPU (the code paths, not the card).
+GPU_TESTS_ON_CPU = "BENLOSS_GPU_TESTS_ON_CPU"
+
+
+@pytest.fixture
+def accelerator() -> torch.device:
+    """The CUDA device for tests marked ``gpu``; they skip without one, under CI too (an exception to the rule
+    that CI fails on a missing tool: CI machines have no GPU, and `make gpu-check` runs these on one)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if os.environ.get(GPU_TESTS_ON_CPU) == "1":
+        return torch.device("cpu")
+    pytest.skip("no CUDA device: run `make gpu-check` on a GPU machine")
 
 
 def demo_lists(folder: Path) -> dict[str, Path]:

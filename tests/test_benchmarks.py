@@ -1,10 +1,13 @@
 """The benchmark script keeps working (a smoke test at tiny sizes; speed is never asserted)."""
 
 import importlib.util
+import json
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from .conftest import ROOT
 
@@ -47,6 +50,43 @@ def test_training_rows_need_torch_alone(tmp_path):
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0] == "benchmark,method,value,unit" and len(lines) > 1
     assert all(line.startswith("train,") for line in lines[1:])
+
+
+#: What a bare GPU machine lacks: its Python has torch, numpy, pandas, pytest, tqdm, matplotlib and scipy only.
+BARE_MACHINE = "import sys; sys.modules.update(rasterio=None, zennit=None, snakemake=None, lmdb=None, pyarrow=None)\n"
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_step_on_a_bare_machine(tmp_path):
+    """`gpu_check.py --smoke`, with the data stack and zennit blocked in every process it starts."""
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "sitecustomize.py").write_text(BARE_MACHINE)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path / "bare"), str(ROOT / "src")])}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke", "--out",
+                             str(tmp_path / "out")], env=env, capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    check = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    outcomes = {test["test"]: test["outcome"] for test in check["tests"]["tests"]}
+    assert len(outcomes) == 5 and outcomes.pop("test_lrp_relevance_on_cuda_equals_the_cpus") == "skipped"
+    assert set(outcomes.values()) == {"passed"}
+    assert {(row["width"], row["variant"]) for row in check["training"]} == {
+        (16, "fp32"), (16, "bf16"), (16, "bf16+channels-last")}  # fmt: skip
+    assert len(check["loader"]) == 3 and all(row["images_per_s"] > 0 for row in check["loader"])
+    assert [row["processes"] for row in check["packing"]] == [1, 2]
+    projected = check["projection"]
+    assert projected["lrp_seconds_per_model"] is None and "zennit missing" in projected["lrp_note"]
+    assert 0 < projected["best_packing"]["gpu_hours"] <= projected["one_job_per_card"]["gpu_hours"]
+    assert "## (e) The paper study on this card" in (tmp_path / "out" / "gpu_check.md").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_gpu_check_without_cuda_exits_2_and_says_why(capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    assert module.main(["--out", "unused"]) == 2
+    assert "no CUDA device here" in capsys.readouterr().err
 
 
 def load_script(name: str):
@@ -101,7 +141,7 @@ def test_scale_benchmark_smoke(tmp_path):
 
 
 def test_statistics_benchmark_smoke():
-    spec = importlib.util.spec_from_file_location("bench_statistics", ROOT / "benchmarks" / "statistics.py")
+    spec = importlib.util.spec_from_file_location("bench_statistics", ROOT / "benchmarks" / "bootstrap.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = module.main(["--quick"])

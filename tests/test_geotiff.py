@@ -11,7 +11,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from benloss.archive import ArchiveError, decode_band
-from benloss.geotiff import read_uncompressed, write_uncompressed
+from benloss.geotiff import read_deflated, read_uncompressed, write_uncompressed
 
 EXAMPLE = Path(__file__).parent / "data" / "BigEarthNet-S2-Example.tar.bz2"
 
@@ -154,3 +154,41 @@ def test_writer_refuses_what_it_cannot_write():
         write_uncompressed(np.ones((4, 4), np.int16), 32633, 0.0, 0.0, 10.0)
     with pytest.raises(ValueError, match="UTM north"):
         write_uncompressed(np.ones((4, 4), np.uint16), 4326, 0.0, 0.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "options"),
+    [
+        ("uint16", {"compress": "deflate", "predictor": 2}),
+        ("uint16", {"compress": "deflate", "predictor": 2, "blockysize": 7}),
+        ("uint16", {"compress": "deflate"}),
+        ("uint8", {"compress": "deflate", "predictor": 2}),
+        ("uint32", {"compress": "deflate", "predictor": 2}),
+        ("uint16", {"compress": "deflate", "predictor": 2, "ENDIANNESS": "BIG"}),
+    ],
+    ids=["predictor-2", "strips-of-7", "no-predictor", "uint8", "uint32", "big-endian"],
+)
+def test_deflated_strips_read_like_rasterio(dtype, options):
+    values = np.random.default_rng(1).integers(0, np.iinfo(dtype).max, size=(50, 60), dtype=dtype)
+    values[:, 10:20] = 99  # runs, as in a reference map
+    data = geotiff(values, **options)
+    array = read_deflated(data)
+    assert array is not None and array.dtype == np.dtype(dtype) and array.dtype.isnative
+    np.testing.assert_array_equal(array, rasterio_read(data))
+    np.testing.assert_array_equal(array, values)
+
+
+def test_real_reference_map_reads_like_rasterio():
+    path = next((Path(__file__).parent / "data" / "bigearthnet-v2" / "Reference_Maps").rglob("*.tif"))
+    np.testing.assert_array_equal(read_deflated(path.read_bytes()), rasterio_read(path.read_bytes()))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"compress": "lzw"}, {"compress": "deflate", "tiled": True, "blockxsize": 16, "blockysize": 16},
+     {"compress": "deflate", "predictor": 3}],
+    ids=["uncompressed", "lzw", "deflate-tiles", "float-predictor"],
+)  # fmt: skip
+def test_other_layouts_are_left_to_rasterio(options):
+    values = np.ones((32, 32), np.float32 if options.get("predictor") == 3 else np.uint16)
+    assert read_deflated(geotiff(values, **options)) is None

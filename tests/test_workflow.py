@@ -113,14 +113,56 @@ def test_train_jobs_get_weight_decay_and_wcel_weighting():
     assert any("--loss wcel" in line and """--loss-params '{"weighting": "positive"}'""" in line for line in commands)
 
 
-def test_extended_config_is_the_paper_config_with_all_nine_losses():
-    paper = yaml.safe_load((ROOT / "config" / "bigearthnet.yaml").read_text())
-    extended = yaml.safe_load((ROOT / "config" / "bigearthnet_extended.yaml").read_text())
+def test_v2_config_shows_the_full_plan_without_any_file():
+    result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet_v2.yaml"), "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    for rule, count in (("download", 4), ("labels", 1), ("encode", 1), ("train", 7), ("report", 1)):
+        assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
+
+
+def test_v2_local_copies_skip_their_downloads(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "bigearthnet_v2.yaml").read_text())
+    config["data"]["v2"] |= {
+        "s2": str(tmp_path / "BigEarthNet-S2"),
+        "metadata": "resources/bigearthnet_v2/metadata.parquet",
+    }
+    (tmp_path / "BigEarthNet-S2").mkdir()
+    path = tmp_path / "v2.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    assert any(line.split() == ["download", "2"] for line in text.splitlines()), text[-2000:]
+    assert f"--archive {tmp_path / 'BigEarthNet-S2'}" in text
+
+
+@pytest.mark.slow
+def test_demo_in_v2_layout_runs_through_the_data_stages():
+    results = ROOT / "results" / "tiny-v2"
+    shutil.rmtree(results, ignore_errors=True)
+    config = str(ROOT / ".test" / "config" / "config_v2.yaml")
+    result = snakemake(f"{results.relative_to(ROOT)}/encoded", "--cores", "2", "--configfile", config, "--quiet")
+    assert result.returncode == 0, result.stderr[-4000:]
+    meta = json.loads((results / "encoded" / "meta.json").read_text())
+    assert (meta["dataset"], meta["version"]) == ("demo", "2.0")
+    summary = json.loads((results / "labels" / "summary.json").read_text())
+    assert meta["splits"] == summary["kept"] and sum(summary["kept"].values()) > 30
+    for split in ("train", "val", "test"):
+        maps = np.load(results / "encoded" / f"{split}_reference_maps.npy")
+        assert maps.shape == (meta["splits"][split], 120, 120) and maps.dtype == np.uint8
+    assert (results / "encoded" / "training_band_statistics.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["bigearthnet", "bigearthnet_v2"])
+def test_extended_config_is_the_paper_config_with_all_nine_losses(name):
+    paper = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    extended = yaml.safe_load((ROOT / "config" / f"{name}_extended.yaml").read_text())
     assert extended["training"].pop("losses") == list(LOSS_IDS)
     assert paper["training"].pop("losses") == list(PAPER_LOSS_IDS)
     assert extended["loss_params"].pop("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "margin": 0.05}
     assert extended == paper  # same run folder and settings: the seven trained models are reused
-    result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet_extended.yaml"), "--quiet", "rules")
+    result = snakemake("-n", "--configfile", str(ROOT / "config" / f"{name}_extended.yaml"), "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (result.stdout + result.stderr).splitlines()
     assert any(line.split() == ["train", "9"] for line in lines), lines[-40:]
@@ -147,6 +189,7 @@ def test_paper_config_has_the_papers_settings():
         ({"data": {"source": "s3"}}, "s3"),
         ({"loss_params": {"wcel": {"weighting": "negative"}}}, "negative"),
         ({"training": {"weight_decay": -1}}, "-1"),
+        ({"data": {"demo": {"format": "v3"}}}, "v3"),
     ],
 )
 def test_wrong_config_stops_with_a_message_naming_the_key(tmp_path, change, message):

@@ -1,8 +1,8 @@
 """Stream BigEarthNet-S2 patches out of an archive (.tar.gz, .tar.bz2, .tar.zst) or an extracted folder.
 
 A tar archive is read in one sequential pass, never extracted (``benloss.tarstream``): a patch is handed on
-as soon as its thirteen files (twelve bands and the label metadata) have gone by, so memory holds at most a
-few patches.
+as soon as its files have gone by (v1.0: twelve bands and the label metadata; v2.0: twelve bands; a v2.0
+reference-map archive: one map), so memory holds at most a few patches.
 """
 
 from __future__ import annotations
@@ -17,12 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from benloss.bands import BAND_SIZE, BANDS, DTYPE
-from benloss.geotiff import read_uncompressed
+from benloss.geotiff import read_deflated, read_uncompressed
 from benloss.streams import decoding_errors, open_decompressed
 from benloss.tarstream import TarFormatError, iter_files
 
 METADATA_SUFFIX = "labels_metadata.json"
-_MEMBER = re.compile(r"(?:^|/)(?P<patch>[^/]+)/(?P=patch)_(?P<kind>B\d[\dA]|labels_metadata\.json)(?:\.tif)?$")
+REFERENCE_MAP = "reference_map"
+#: The files of one patch in each layout: v1.0 patches, v2.0 patches and v2.0 reference maps.
+V1_FILES: tuple[str, ...] = (*BANDS, METADATA_SUFFIX)
+V2_FILES: tuple[str, ...] = BANDS
+MAP_FILES: tuple[str, ...] = (REFERENCE_MAP,)
+MAP_SIZE = 120
+_MEMBER = re.compile(
+    r"(?:^|/)(?P<patch>[^/]+)/(?P=patch)_(?P<kind>B\d[\dA]|labels_metadata\.json|reference_map)(?:\.tif)?$"
+)
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.zst", ".tar")
 
 
@@ -32,20 +40,20 @@ class ArchiveError(ValueError):
 
 @dataclass
 class RawPatch:
-    """One patch as stored: its name, label metadata and the undecoded GeoTIFF bytes of the wanted bands."""
+    """One patch as stored: its name, label metadata and the undecoded GeoTIFF bytes of the wanted files."""
 
     name: str
+    expected: tuple[str, ...] = V1_FILES
     metadata: bytes = b""
     bands: dict[str, bytes] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
 
     @property
     def complete(self) -> bool:
-        return len(self.seen) == len(BANDS) + 1
+        return len(self.seen) == len(self.expected)
 
     def missing(self) -> list[str]:
-        expected = [*BANDS, METADATA_SUFFIX]
-        return [kind for kind in expected if kind not in self.seen]
+        return [kind for kind in self.expected if kind not in self.seen]
 
     def labels(self, source: str = "") -> list[str]:
         """The original CORINE label names of the metadata JSON, checked for form."""
@@ -72,30 +80,35 @@ def _classify(member_name: str) -> tuple[str, str] | None:
     return match["patch"], (METADATA_SUFFIX if kind.startswith("labels") else kind)
 
 
-def iter_patches(source: Path, read_bands: bool = True, wanted: set[str] | None = None) -> Iterator[RawPatch]:
-    """Yield every patch of ``source`` with its metadata and, if ``read_bands``, the bytes of its bands.
+def iter_patches(
+    source: Path, read_bands: bool = True, wanted: set[str] | None = None, expected: tuple[str, ...] = V1_FILES
+) -> Iterator[RawPatch]:
+    """Yield every patch of ``source`` with its metadata and, if ``read_bands``, the bytes of its images.
 
-    ``wanted`` limits band reading to those patch names (others still yield, with metadata only).
+    ``expected`` names the files of a patch (``V1_FILES``, ``V2_FILES`` or ``MAP_FILES``); other files are
+    skipped. ``wanted`` limits image reading to those patch names (others still yield, with metadata only).
     Every yielded patch is complete; a patch missing a file stops the stream with an error naming it.
     """
     source = Path(source)
     if source.is_dir():
-        yield from _iter_folder(source, read_bands, wanted)
+        yield from _iter_folder(source, read_bands, wanted, expected)
     elif is_tar(source):
-        yield from _iter_tar(source, read_bands, wanted)
+        yield from _iter_tar(source, read_bands, wanted, expected)
     elif not source.exists():
         raise FileNotFoundError(f"archive {source} does not exist")
     else:
         raise ArchiveError(f"{source}: not a folder nor a tar archive ({', '.join(TAR_SUFFIXES)})")
 
 
-def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator[RawPatch]:
+def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None, expected: tuple[str, ...]) -> Iterator[RawPatch]:
     classified: dict[str, tuple[str, str] | None] = {}  # the file ``keep`` just saw, so it is classified once
 
     def keep(member: str) -> bool:
         kind = classified[member] = _classify(member)
-        return kind is not None and (
-            kind[1] == METADATA_SUFFIX or (read_bands and (wanted is None or kind[0] in wanted))
+        return (
+            kind is not None
+            and kind[1] in expected
+            and (kind[1] == METADATA_SUFFIX or (read_bands and (wanted is None or kind[0] in wanted)))
         )
 
     pending: dict[str, RawPatch] = {}
@@ -104,10 +117,10 @@ def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator
         with open_decompressed(path) as stream:
             for member, data in iter_files(stream, keep):
                 kind = classified.pop(member)
-                if kind is None:
+                if kind is None or kind[1] not in expected:
                     continue
                 name, what = kind
-                patch = pending.setdefault(name, RawPatch(name))
+                patch = pending.setdefault(name, RawPatch(name, expected))
                 if what == METADATA_SUFFIX:
                     patch.metadata = data or b""
                 elif data is not None:
@@ -123,15 +136,17 @@ def _iter_tar(path: Path, read_bands: bool, wanted: set[str] | None) -> Iterator
     _check_nothing_pending(path, pending)
 
 
-def _iter_folder(root: Path, read_bands: bool, wanted: set[str] | None) -> Iterator[RawPatch]:
+def _iter_folder(
+    root: Path, read_bands: bool, wanted: set[str] | None, expected: tuple[str, ...]
+) -> Iterator[RawPatch]:
     pending: dict[str, RawPatch] = {}
     for directory, _, files in os.walk(root):
         names = [_classify(f"{os.path.basename(directory)}/{file}") for file in sorted(files)]
         for file, kind in zip(sorted(files), names, strict=True):
-            if kind is None:
+            if kind is None or kind[1] not in expected:
                 continue
             name, what = kind
-            patch = pending.setdefault(name, RawPatch(name))
+            patch = pending.setdefault(name, RawPatch(name, expected))
             path = Path(directory, file)
             if what == METADATA_SUFFIX:
                 patch.metadata = path.read_bytes()
@@ -152,16 +167,19 @@ def _check_nothing_pending(source: Path, pending: dict[str, RawPatch]) -> None:
 
 
 def decode_band(data: bytes, patch: str, band: str) -> np.ndarray:
-    """Decode one band's GeoTIFF bytes, checking band count, dtype and size.
+    """Decode one band's (or, ``band`` being ``REFERENCE_MAP``, a map's) GeoTIFF bytes, checking count, dtype, size.
 
-    BigEarthNet's own layout (uncompressed, one band) is read directly; anything else through rasterio.
+    BigEarthNet's own layouts (uncompressed bands; DEFLATE reference maps) are read directly; anything else
+    through rasterio.
     """
     array = read_uncompressed(data)
+    if array is None:
+        array = read_deflated(data)
     if array is None:
         array = decode_band_with_rasterio(data, patch, band)
     if array.dtype != DTYPE:
         raise ArchiveError(f"{patch}_{band}.tif: dtype {array.dtype.name}, expected uint16")
-    size = BAND_SIZE[band]
+    size = BAND_SIZE.get(band, MAP_SIZE)
     if array.shape != (size, size):
         raise ArchiveError(f"{patch}_{band}.tif: size {array.shape}, expected {(size, size)}")
     return array

@@ -7,23 +7,57 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 log = logging.getLogger("benloss")
 
+if TYPE_CHECKING:
+    from benloss.datasets import Source
 
-def _lists(args: argparse.Namespace) -> dict[str, Path]:
-    return {name: Path(getattr(args, name)) for name in ("train", "val", "test", "snow", "cloud")}
+
+LISTS = ("train", "val", "test", "snow", "cloud")
 
 
-def _add_lists(parser: argparse.ArgumentParser) -> None:
-    for name in ("train", "val", "test", "snow", "cloud"):
-        parser.add_argument(f"--{name}", required=True, help=f"the {name} list (one patch name per line)")
+def _source(args: argparse.Namespace) -> Source:
+    from benloss.datasets import open_source
+
+    given = [getattr(args, name) for name in LISTS]
+    lists = None if None in given else {name: Path(getattr(args, name)) for name in LISTS}
+    return open_source(
+        args.dataset, args.layout, args.archive, reference_maps=args.reference_maps, metadata=args.metadata,
+        exclusions=args.exclusions, lists=lists, band_statistics=args.band_statistics,
+    )  # fmt: skip
+
+
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    from benloss.datasets import DATASETS
+
+    parser.add_argument("--dataset", choices=DATASETS, required=True, help="which data source the files are")
+    parser.add_argument(
+        "--layout", choices=("v1", "v2"), default="v1", help="the demo's layout (BigEarthNet v1.0/v2.0)"
+    )
+    parser.add_argument("--archive", type=Path, required=True, help="the Sentinel-2 archive (tar file or folder)")
+    parser.add_argument("--reference-maps", type=Path, help="the reference-map archive (v2.0 and the demo)")
+    parser.add_argument("--metadata", type=Path, help="metadata.parquet (v2.0 layout)")
+    parser.add_argument("--exclusions", type=Path, help="the snow/cloud/shadow metadata parquet (v2.0 layout)")
+    for name in LISTS:
+        parser.add_argument(f"--{name}", help=f"the {name} list, one patch name per line (v1.0 layout)")
+    parser.add_argument("--band-statistics", type=Path, help="band,mean,std file that normalises (v1.0 layout)")
+
+
+def _add_gpu_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    parser.add_argument("--jobs-per-gpu", type=int, default=1,
+                        help="jobs sharing one card when no scheduler assigns devices (see benloss.gpu)")  # fmt: skip
+    parser.add_argument("--gpu-lock-dir", type=Path, default=None,
+                        help="folder of the GPU slot locks, shared by all jobs on the machine (default: under the "
+                        "system temp folder)")  # fmt: skip
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
     from benloss.synth import SynthConfig, make_demo_archive
 
-    make_demo_archive(args.out, SynthConfig(patches=args.patches, seed=args.seed))
+    make_demo_archive(args.out, SynthConfig(patches=args.patches, seed=args.seed, format=args.format))
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -33,18 +67,19 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 
 def cmd_labels(args: argparse.Namespace) -> None:
-    from benloss.labels import run_labels
+    from benloss.labels import write_labels
 
-    run_labels(args.archive, _lists(args), args.out)
+    write_labels(_source(args), args.out)
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    from benloss.encode import encode_archive
+    from benloss.encode import encode
 
-    encode_archive(args.archive, args.labels, args.band_statistics, args.out)
+    encode(_source(args), args.labels, args.out)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from benloss.gpu import gpu_slot
     from benloss.train import TrainConfig, train
 
     config = TrainConfig(
@@ -53,13 +88,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         amp=args.amp, channels_last=args.channels_last, threads=args.threads, workers=args.workers,
         data_on_device=args.data_on_device,
     )  # fmt: skip
-    train(config, args.encoded, args.class_counts, args.out)
+    with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
+        train(config, args.encoded, args.class_counts, args.out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from benloss.evaluate import evaluate
+    from benloss.gpu import gpu_slot
 
-    evaluate(args.model, args.val_scores, args.encoded, args.out, threads=args.threads, device=args.device)
+    with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
+        evaluate(args.model, args.val_scores, args.encoded, args.out, threads=args.threads, device=args.device)
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
@@ -109,6 +147,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--patches", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("v1", "v2"), default="v1", help="BigEarthNet v1.0 or v2.0 layout")
     p.set_defaults(func=cmd_synth)
 
     p = steps.add_parser("download", help="download an archive with resume and md5 verification")
@@ -119,15 +158,13 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_download)
 
     p = steps.add_parser("labels", help="BigEarthNet-19 labels, splits and exclusions of every patch")
-    p.add_argument("--archive", type=Path, required=True)
-    _add_lists(p)
+    _add_source(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=cmd_labels)
 
     p = steps.add_parser("encode", help="encode the kept patches into memory-mappable arrays")
-    p.add_argument("--archive", type=Path, required=True)
+    _add_source(p)
     p.add_argument("--labels", type=Path, required=True, help="patches.parquet")
-    p.add_argument("--band-statistics", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_encode)
 
@@ -145,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
         "--weight-decay", type=float, default=0.0, help="decay of conv and linear kernels (the official code: none)"
     )
     p.add_argument("--loss-params", default="{}", help="JSON object of the loss's parameters")
-    p.add_argument("--device", default="auto")
+    _add_gpu_options(p)
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the convolutions")
     p.add_argument("--threads", type=int, default=1)
@@ -159,7 +196,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--encoded", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="auto")
+    _add_gpu_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = steps.add_parser("statistics", help="paired bootstrap: Table 1 intervals and pairwise differences")

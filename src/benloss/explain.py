@@ -102,9 +102,10 @@ def composite(model: nn.Module, statistics: BandStatistics, bounds: BoxBounds | 
     """
     bounds = bounds or fixed_bounds()
     name_map = []
+    device = next(model.parameters()).device
     for group, name in zip(BAND_GROUPS, INPUT_CONVS, strict=True):
-        mean, std = (torch.from_numpy(a).view(1, -1, 1, 1) for a in statistics.group_arrays(group))
-        low, high = (torch.from_numpy(a).view(1, -1, 1, 1) for a in bounds.group_arrays(group))
+        mean, std = (torch.from_numpy(a).view(1, -1, 1, 1).to(device) for a in statistics.group_arrays(group))
+        low, high = (torch.from_numpy(a).view(1, -1, 1, 1).to(device) for a in bounds.group_arrays(group))
         name_map.append(((name,), ZBox(low=(low - mean) / std, high=(high - mean) / std)))
     convs = tuple(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and n not in INPUT_CONVS)
     linears = tuple(n for n, m in model.named_modules() if isinstance(m, nn.Linear))
@@ -122,7 +123,7 @@ def relevance(
     with composite(model, statistics, bounds).context(model) as modified:
         scores = modified(*leaves)
         selected = torch.zeros_like(scores)
-        rows = torch.arange(len(scores))
+        rows = torch.arange(len(scores), device=scores.device)
         selected[rows, class_indices] = scores[rows, class_indices]
         gradients = torch.autograd.grad(scores, leaves, grad_outputs=selected)
     # zennit's rule hooks hand back relevance in place of gradients: the input "gradient" is the relevance.

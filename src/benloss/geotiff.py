@@ -10,6 +10,7 @@ tag) returns ``None`` and the caller falls back to rasterio; the two readers agr
 from __future__ import annotations
 
 import struct
+import zlib
 
 import numpy as np
 
@@ -37,14 +38,14 @@ def read_uncompressed(data: bytes) -> np.ndarray | None:
         return None
 
 
-def _first_directory(data: bytes, order: str) -> dict[int, tuple[int, ...]]:
-    """The integer tags of the first image directory that the reader uses (the GeoKeys and others are skipped)."""
+def _first_directory(data: bytes, order: str, read: frozenset[int] = _READ_TAGS) -> dict[int, tuple[int, ...]]:
+    """The integer tags of the first image directory in ``read`` (the GeoKeys and others are skipped)."""
     (offset,) = struct.unpack_from(order + "I", data, 4)
     (count,) = struct.unpack_from(order + "H", data, offset)
     tags: dict[int, tuple[int, ...]] = {}
     for entry in range(offset + 2, offset + 2 + 12 * count, 12):
         tag, kind, n = struct.unpack_from(order + "HHI", data, entry)
-        if kind not in _TYPE_FORMAT or tag not in _READ_TAGS:
+        if kind not in _TYPE_FORMAT or tag not in read:
             continue
         form = _TYPE_FORMAT[kind]
         inline = n * struct.calcsize(form) <= 4
@@ -163,3 +164,51 @@ def write_uncompressed(array: np.ndarray, epsg: int, ulx: float, uly: float, pix
         array.astype("<u2", copy=False).tobytes(),
     ]
     return b"".join(parts)
+
+
+_PREDICTOR = 317
+_DEFLATE, _HORIZONTAL = (8, 32946), 2
+_DEFLATE_READ_TAGS = _READ_TAGS | {_STRIP_BYTE_COUNTS, _PREDICTOR}
+
+
+def read_deflated(data: bytes) -> np.ndarray | None:
+    """The single band of a DEFLATE-compressed unsigned-integer TIFF in strips, or ``None``.
+
+    The layout of BigEarthNet v2.0's reference maps (predictor 1 or 2); about a hundred times faster than
+    GDAL for such a small image. Anything else returns ``None``, for rasterio to read.
+    """
+    if len(data) < 8 or data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        tags = _first_directory(data, order, _DEFLATE_READ_TAGS)
+        return _inflate(data, order, tags)
+    except (struct.error, ValueError, KeyError, IndexError, zlib.error):
+        return None
+
+
+def _inflate(data: bytes, order: str, tags: dict[int, tuple[int, ...]]) -> np.ndarray | None:
+    width, height = tags[_WIDTH][0], tags[_HEIGHT][0]
+    bits = tags.get(_BITS, (1,))
+    predictor = tags.get(_PREDICTOR, (1,))[0]
+    simple = (
+        tags.get(_COMPRESSION, (_UNCOMPRESSED,))[0] in _DEFLATE
+        and tags.get(_SAMPLES, (1,))[0] == 1
+        and tags.get(_SAMPLE_FORMAT, (_UNSIGNED,))[0] == _UNSIGNED
+        and len(bits) == 1
+        and bits[0] in (8, 16, 32)
+        and predictor in (1, _HORIZONTAL)
+        and _TILE_OFFSETS not in tags
+    )
+    if not simple:
+        return None
+    dtype = np.dtype(f"{order}u{bits[0] // 8}")
+    rows_per_strip = min(tags.get(_ROWS_PER_STRIP, (height,))[0], height)
+    offsets, counts = tags[_STRIP_OFFSETS], tags[_STRIP_BYTE_COUNTS]
+    if len(offsets) != -(-height // rows_per_strip) or len(counts) != len(offsets):
+        raise ValueError("strip count does not match the image height")
+    raw = b"".join(zlib.decompress(data[o : o + n]) for o, n in zip(offsets, counts, strict=True))
+    image = np.frombuffer(raw, dtype, width * height).reshape(height, width).astype(dtype.newbyteorder("="))
+    if predictor == _HORIZONTAL:
+        image = np.cumsum(image, axis=1, dtype=image.dtype)  # wraps around like the predictor's differences
+    return image

@@ -68,3 +68,46 @@ def multi_hot(labels: Iterable[str]) -> np.ndarray:
     for name in labels:
         vector[index[name]] = 1
     return vector
+
+
+#: CORINE Land Cover level-3 code of each of the 43 original labels, in official index order.
+CORINE_CODES: tuple[int, ...] = (
+    111, 112, 121, 122, 123, 124, 131, 132, 133, 141, 142, 211, 212, 213, 221, 222, 223, 231, 241, 242, 243, 244,
+    311, 312, 313, 321, 322, 323, 324, 331, 332, 333, 334, 411, 412, 421, 422, 423, 511, 512, 521, 522, 523,
+)  # fmt: skip
+#: Codes a reference map may hold outside the 43: no data (0), glaciers (335, never in BigEarthNet), no CORINE (999).
+CORINE_NO_CLASS_CODES: tuple[int, ...] = (0, 335, 999)
+#: Reference-map value of a pixel outside the 19 classes.
+NO_CLASS = 255
+
+
+class UnknownCorineCodeError(ValueError):
+    """A reference-map value that is no CORINE level-3 code BigEarthNet knows."""
+
+
+@cache
+def corine_to_class_index() -> np.ndarray:
+    """Lookup table over uint16 codes: the BigEarthNet-19 class index, ``NO_CLASS``, or -1 for an unknown code."""
+    table = np.full(1 << 16, -1, dtype=np.int16)
+    table[list(CORINE_NO_CLASS_CODES)] = NO_CLASS
+    index = {name: i for i, name in enumerate(classes())}
+    for code, name in zip(CORINE_CODES, original_labels(), strict=True):
+        new = conversion()[name]
+        table[code] = NO_CLASS if new is None else index[new]
+    return table
+
+
+def reference_map_classes(codes: np.ndarray, source: str = "") -> np.ndarray:
+    """Convert a map of CORINE codes to uint8 BigEarthNet-19 class indices (``NO_CLASS`` outside the 19)."""
+    mapped = corine_to_class_index()[np.asarray(codes, dtype=np.uint16)]
+    if (mapped < 0).any():
+        unknown = sorted(set(np.asarray(codes)[mapped < 0].tolist()))
+        where = f"{source}: " if source else ""
+        raise UnknownCorineCodeError(f"{where}unknown CORINE code(s) {unknown[:10]}")
+    return mapped.astype(np.uint8)
+
+
+def reference_map_labels(class_map: np.ndarray) -> list[str]:
+    """The BigEarthNet-19 names present in a class-index map, in official order."""
+    present = set(np.unique(class_map).tolist()) - {NO_CLASS}
+    return [name for i, name in enumerate(classes()) if i in present]

@@ -153,6 +153,8 @@ def context(results: Path, config_path: Path) -> dict:
     archive = Path(summary["archive"])
     if demo and archive.is_file():
         checksum = md5(archive)
+    elif config["data"]["source"] == "bigearthnet-v2":
+        checksum = config["data"]["v2"]["download"]["s2"]["md5"] + " (verified at download)"
     else:
         checksum = config["data"]["download"]["md5"] + " (verified at download)"
     runs = _run_records(results)

@@ -3,7 +3,8 @@
 Every original (CORINE) label of a patch paints one region of the patch with a spectral signature of its
 own across the twelve bands, plus texture and noise, so a CNN can learn the labels and an explanation
 can be checked against where each class really is. The region maps stay beside the archive
-(``masks.npz``), never inside it.
+(``masks.npz``), never inside it, and become a reference-map archive like BigEarthNet v2.0's. The demo
+comes in v1.0 layout or, converted by ``benloss.datasets.demo``, in v2.0 layout.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from benloss.atomic import atomic_outputs
 from benloss.bands import BAND_GROUPS, BANDS, PATCH_SIZE_M, BandStatistics, official_band_order
+from benloss.datasets.demo import finish_demo
 from benloss.geotiff import write_uncompressed
 from benloss.nomenclature import classes, conversion, original_labels
 from benloss.splits import list_paths, write_list
@@ -64,6 +66,7 @@ class SynthConfig:
     cloud_fraction: float = 0.02
     dropped_only_fraction: float = 0.02
     split_fractions: tuple[float, float, float] = (0.52, 0.24, 0.24)
+    format: str = "v1"
 
 
 def label_weights() -> np.ndarray:
@@ -189,10 +192,13 @@ def _sample_labels(rng: np.random.Generator, config: SynthConfig, weights: np.nd
 
 
 def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
-    """Write the demo archive, its lists, region masks and training-split band statistics into ``outdir``.
+    """Write the demo archive, its reference maps and region masks, and its label files into ``outdir``.
 
-    Files: ``BigEarthNet-demo.tar.gz``, ``masks.npz``, ``band_statistics.csv`` and ``lists/`` with
-    ``train.csv val.csv test.csv patches_with_seasonal_snow.csv patches_with_cloud_and_shadow.csv``.
+    Files, v1 format: ``BigEarthNet-demo.tar.gz``,
+    ``Reference_Maps.tar.zst``, ``band_statistics.csv`` (training split) and ``lists/`` with ``train.csv
+    val.csv test.csv patches_with_seasonal_snow.csv patches_with_cloud_and_shadow.csv``; v2 format:
+    ``BigEarthNet-S2.tar.zst``, ``Reference_Maps.tar.zst`` and the two metadata parquet files. Both:
+    ``masks.npz``.
     """
     outdir = Path(outdir)
     rng = np.random.default_rng(config.seed)
@@ -235,7 +241,6 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
                             pixels[b] += values.size
                 masks[name] = region_labels.astype(np.uint8)
                 _write_patch(tar, name, when, label_ids, bands, rng)
-        np.savez_compressed(tmp / "masks.npz", **masks)
         mean = sums / np.maximum(pixels, 1)
         std = np.sqrt(np.maximum(squares / np.maximum(pixels, 1) - mean**2, 1.0))
         BandStatistics(
@@ -243,6 +248,8 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
         ).write_csv(tmp / "band_statistics.csv")
         for key, path in list_paths(tmp / "lists").items():
             write_list(path, lists[key])
+        finish_demo(tmp, config.format, masks, list_paths(tmp / "lists"))
+        np.savez_compressed(tmp / "masks.npz", **masks)
     summary = {key: len(value) for key, value in lists.items()}
     log.info("demo archive with %d patches: %s", config.patches, summary)
     return summary

@@ -23,6 +23,7 @@ from benloss.atomic import atomic_outputs
 from benloss.bands import read_band_statistics
 from benloss.data import DeviceResidentSplit, EncodedSplit, batch_plan, fits_on_device, loader, split_bytes, to_device
 from benloss.losses import MultiLabelLoss, build_loss
+from benloss.memory import warn_if_uncached
 from benloss.metrics import MultiLabelMetrics
 from benloss.models import BandNormalizer, KBranchCNN, count_parameters, parameter_groups
 
@@ -170,8 +171,17 @@ class Trainer:
             log.warning("data_on_device: the encoded splits (%.1f GiB) do not fit on %s beside training; "
                         "loading batches from host memory instead", nbytes / 2**30, self.device)  # fmt: skip
             return None
+        try:
+            resident = {split.split: DeviceResidentSplit(split, self.device) for split in splits}
+        except torch.OutOfMemoryError:
+            resident = None
+        if resident is None:  # the partial copies are gone with the exception: hand their memory back
+            torch.cuda.empty_cache()
+            log.warning("data_on_device: %s ran out of memory holding the encoded splits (%.1f GiB); loading "
+                        "batches from host memory instead", self.device, nbytes / 2**30)  # fmt: skip
+            return None
         log.info("data_on_device: %.1f GiB of encoded arrays held on %s", nbytes / 2**30, self.device)
-        return {split.split: DeviceResidentSplit(split, self.device) for split in splits}
+        return resident
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, epoch: int) -> None:
@@ -281,6 +291,8 @@ class Trainer:
             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), count_parameters(self.model), self.config.width,
             self.train_split.n_images, self.val_split.n_images,
         )  # fmt: skip
+        if self.resident is None:
+            warn_if_uncached({split.split: split_bytes(split) for split in (self.train_split, self.val_split)})
         self.try_resume()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:

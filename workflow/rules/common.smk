@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import sys
 
 import yaml
@@ -10,7 +11,17 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
-DEMO = config["data"]["source"] == "demo"
+SOURCE = config["data"]["source"]
+DEMO = SOURCE == "demo"
+# The dataset name the package knows, and the layout its files follow (BigEarthNet v1.0 or v2.0).
+DATASET = {
+    "demo": "demo",
+    "bigearthnet": "bigearthnet-v1",
+    "bigearthnet-v2": "bigearthnet-v2",
+}[SOURCE]
+LAYOUT = (
+    config["data"]["demo"]["format"] if DEMO else DATASET.removeprefix("bigearthnet-")
+)
 LOSSES = config["training"]["losses"]
 SEEDS = config["training"]["seeds"]
 LIST_NAMES = ["train", "val", "test", "snow", "cloud"]
@@ -20,6 +31,29 @@ DEMO_LIST_FILES = {
     "test": "test.csv",
     "snow": "patches_with_seasonal_snow.csv",
     "cloud": "patches_with_cloud_and_shadow.csv",
+}
+# BigEarthNet v2.0's files under their official names (benloss.datasets repeats them).
+V2_FILES = {
+    "s2": "BigEarthNet-S2.tar.zst",
+    "reference_maps": "Reference_Maps.tar.zst",
+    "metadata": "metadata.parquet",
+    "exclusions": "metadata_for_patches_with_snow_cloud_or_shadow.parquet",
+}
+DEMO_ARCHIVE = f"{RESULTS}/demo_archive"
+# The demo's files in each layout, as benloss.synth writes them.
+DEMO_FILES = {
+    "v1": {
+        "archive": "BigEarthNet-demo.tar.gz",
+        "reference_maps": V2_FILES["reference_maps"],
+        "statistics": "band_statistics.csv",
+        **{name: f"lists/{file}" for name, file in DEMO_LIST_FILES.items()},
+    },
+    "v2": {
+        "archive": V2_FILES["s2"],
+        "reference_maps": V2_FILES["reference_maps"],
+        "metadata": V2_FILES["metadata"],
+        "exclusions": V2_FILES["exclusions"],
+    },
 }
 # Rules call `benloss <step>`: the package of this checkout, run with --use-conda by each rule's
 # environment, otherwise by the Python that runs Snakemake (the project's venv), whatever PATH says.
@@ -36,31 +70,86 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def demo_outputs():
+    """Outputs of synth (the demo files of its layout, and its region masks)."""
+    files = DEMO_FILES[config["data"]["demo"]["format"]]
+    return {key: f"{DEMO_ARCHIVE}/{file}" for key, file in files.items()} | {
+        "masks": f"{DEMO_ARCHIVE}/masks.npz"
+    }
+
+
+def v2_path(role):
+    """A v2.0 file (role a key of V2_FILES): the local copy if configured, else the download."""
+    v2 = config["data"]["v2"]
+    return v2[role] or f"{v2['download']['folder']}/{V2_FILES[role]}"
+
+
+def downloads():
+    """Every file to download, by output path, with its url, md5 and retries."""
+    if SOURCE == "bigearthnet" and not config["data"]["archive"]:
+        download = config["data"]["download"]
+        return {download["path"]: download}
+    if SOURCE == "bigearthnet-v2":
+        download = config["data"]["v2"]["download"]
+        return {
+            v2_path(role): download[role] | {"retries": download["retries"]}
+            for role in V2_FILES
+            if not config["data"]["v2"][role]
+        }
+    return {}
+
+
+DOWNLOADS = downloads()
+
+
 def archive_path():
-    """The archive the label and encode stages read: the demo's, a local copy, or the download."""
+    """The archive the encode stage reads: the demo's, a local copy, or the download."""
     if DEMO:
-        return f"{RESULTS}/demo_archive/BigEarthNet-demo.tar.gz"
+        return demo_outputs()["archive"]
+    if SOURCE == "bigearthnet-v2":
+        return v2_path("s2")
     return config["data"]["archive"] or config["data"]["download"]["path"]
 
 
-def list_paths():
-    """Split and exclusion lists, keyed by LIST_NAMES."""
-    if DEMO:
-        return {
-            name: f"{RESULTS}/demo_archive/lists/{DEMO_LIST_FILES[name]}"
-            for name in LIST_NAMES
+def source_files(stage):
+    """The files the labels or encode stage reads, keyed by their `benloss` option."""
+    demo = demo_outputs() if DEMO else {}
+    files = {}
+    if LAYOUT == "v1":
+        files["archive"] = archive_path()
+        files["band_statistics"] = demo.get(
+            "statistics", config["data"]["band_statistics"]
+        )
+        files |= {
+            name: demo.get(name, config["data"]["lists"][name]) for name in LIST_NAMES
         }
-    return {name: config["data"]["lists"][name] for name in LIST_NAMES}
+    else:
+        files["metadata"] = demo.get("metadata") or v2_path("metadata")
+        files["exclusions"] = demo.get("exclusions") or v2_path("exclusions")
+    if stage == "encode":
+        files["archive"] = archive_path()
+        if DEMO or LAYOUT == "v2":
+            files["reference_maps"] = demo.get("reference_maps") or v2_path(
+                "reference_maps"
+            )
+    return files
 
 
-def band_statistics_path():
-    if DEMO:
-        return f"{RESULTS}/demo_archive/band_statistics.csv"
-    return config["data"]["band_statistics"]
+def label_inputs(wildcards):
+    return source_files("labels")
 
 
-def list_arguments(wildcards, input):
-    return " ".join(f"--{name} {input[name]}" for name in LIST_NAMES)
+def encode_inputs(wildcards):
+    return source_files("encode") | {"table": f"{RESULTS}/labels/patches.parquet"}
+
+
+def source_arguments(wildcards, input):
+    """`--dataset --layout --archive` and one option per file of the source."""
+    options = [f"--dataset {DATASET} --layout {LAYOUT} --archive {archive_path()}"]
+    for name in source_files("encode" if "table" in input.keys() else "labels"):
+        if name != "archive":
+            options.append(f"--{name.replace('_', '-')} {input[name]}")
+    return " ".join(options)
 
 
 def run_folder(wildcards):
@@ -97,6 +186,15 @@ def loss_params(wildcards):
 
 def gpu_resources():
     return 1 if config["training"]["gpu"] else 0
+
+
+def gpu_slot_options():
+    """How GPU jobs share the cards of a machine without a scheduler (see benloss.gpu)."""
+    training = config["training"]
+    options = f"--jobs-per-gpu {training['jobs_per_gpu']}"
+    if training["gpu_lock_dir"]:
+        options += f" --gpu-lock-dir {training['gpu_lock_dir']}"
+    return options
 
 
 def gpu_model():

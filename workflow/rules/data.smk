@@ -1,9 +1,6 @@
 rule synth:
     output:
-        archive=f"{RESULTS}/demo_archive/BigEarthNet-demo.tar.gz",
-        masks=f"{RESULTS}/demo_archive/masks.npz",
-        statistics=f"{RESULTS}/demo_archive/band_statistics.csv",
-        lists=[f"{RESULTS}/demo_archive/lists/{f}" for f in DEMO_LIST_FILES.values()],
+        **demo_outputs(),
     log:
         f"{RESULTS}/logs/synth.log",
     conda:
@@ -12,30 +9,33 @@ rule synth:
         outdir=output_folder,
         patches=config["data"]["demo"]["patches"],
         seed=config["data"]["demo"]["seed"],
+        format=config["data"]["demo"]["format"],
     shell:
-        "benloss synth --out {params.outdir} --patches {params.patches} --seed {params.seed} > {log} 2>&1"
+        "benloss synth --out {params.outdir} --patches {params.patches} --seed {params.seed}"
+        " --format {params.format} > {log} 2>&1"
 
 
 rule download:
     output:
-        config["data"]["download"]["path"],
+        "{download}",
     log:
-        f"{RESULTS}/logs/download.log",
+        f"{RESULTS}/logs/download/{{download}}.log",
+    wildcard_constraints:
+        download="|".join(re.escape(path) for path in DOWNLOADS) or "(?!)",
     conda:
         "../../envs/data.yaml"
     params:
-        url=config["data"]["download"]["url"],
-        md5=config["data"]["download"]["md5"],
-        retries=config["data"]["download"]["retries"],
+        url=lambda wildcards: DOWNLOADS[wildcards.download]["url"],
+        md5=lambda wildcards: DOWNLOADS[wildcards.download]["md5"],
+        retries=lambda wildcards: DOWNLOADS[wildcards.download]["retries"],
     shell:
-        "benloss download --url {params.url} --md5 {params.md5} --retries {params.retries}"
+        "benloss download --url '{params.url}' --md5 {params.md5} --retries {params.retries}"
         " --out {output} > {log} 2>&1"
 
 
 rule labels:
     input:
-        **list_paths(),
-        archive=archive_path(),
+        unpack(label_inputs),
     output:
         table=f"{RESULTS}/labels/patches.parquet",
         counts=report(
@@ -49,23 +49,22 @@ rule labels:
     conda:
         "../../envs/data.yaml"
     params:
-        lists=list_arguments,
+        source=source_arguments,
         outdir=output_folder,
     shell:
-        "benloss labels --archive {input.archive} {params.lists} --out {params.outdir} > {log} 2>&1"
+        "benloss labels {params.source} --out {params.outdir} > {log} 2>&1"
 
 
 rule encode:
     input:
-        archive=archive_path(),
-        table=f"{RESULTS}/labels/patches.parquet",
-        statistics=band_statistics_path(),
+        unpack(encode_inputs),
     output:
         directory(f"{RESULTS}/encoded"),
     log:
         f"{RESULTS}/logs/encode.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        source=source_arguments,
     shell:
-        "benloss encode --archive {input.archive} --labels {input.table}"
-        " --band-statistics {input.statistics} --out {output} > {log} 2>&1"
+        "benloss encode {params.source} --labels {input.table} --out {output} > {log} 2>&1"

@@ -12,12 +12,16 @@ rule evaluate:
     conda:
         "../../envs/torch.yaml"
     threads: config["training"]["threads"]
+    resources:
+        gpu=gpu_resources(),
+        gpu_model=gpu_model(),
     params:
         outdir=output_folder,
         device=config["training"]["device"],
+        gpu_slots=gpu_slot_options(),
     shell:
         "benloss evaluate --model {input.model} --val-scores {input.val_scores} --encoded {input.encoded}"
-        " --out {params.outdir} --threads {threads} --device {params.device} > {log} 2>&1"
+        " --out {params.outdir} --threads {threads} --device {params.device} {params.gpu_slots} > {log} 2>&1"
 
 
 rule statistics:

@@ -30,9 +30,10 @@ rule train:
         workers=config["training"]["workers"],
         loss_params=loss_params,
         flags=train_flags,
+        gpu_slots=gpu_slot_options(),
     shell:
         "benloss train --encoded {input.encoded} --class-counts {input.counts} --out {params.outdir}"
         " --loss {wildcards.loss} --seed {wildcards.seed} --width {params.width} --epochs {params.epochs}"
         " --batch-size {params.batch_size} --lr {params.lr}"
         " --weight-decay {params.weight_decay} --loss-params {params.loss_params}"
-        " --device {params.device} --threads {threads} --workers {params.workers} {params.flags} > {log} 2>&1"
+        " --device {params.device} --threads {threads} --workers {params.workers} {params.flags} {params.gpu_slots} > {log} 2>&1"

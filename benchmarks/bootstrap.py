@@ -1,7 +1,7 @@
 """Time the paired bootstrap at BigEarthNet-19's test size: 125,866 images x 19 classes x 7 losses, B = 2,000.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/statistics.py            # the full size
-    PYTHONPATH=src .venv/bin/python benchmarks/statistics.py --quick    # tiny, for the smoke test
+    PYTHONPATH=src .venv/bin/python benchmarks/bootstrap.py            # the full size
+    PYTHONPATH=src .venv/bin/python benchmarks/bootstrap.py --quick    # tiny, for the smoke test
 
 Predictions are random (each entry right with probability 0.8 to 0.9); the time does not depend on them. Each loss
 is bootstrapped under both decision rules (its own and calibrated thresholds), as ``benloss tables`` does.

@@ -1,0 +1,86 @@
+"""BigEarthNet-S2 v1.0 (and the demo in its layout): labels in a JSON per patch, splits in five name lists.
+
+Layout: ``<root>/<patch>/<patch>_<band>.tif`` and ``<patch>_labels_metadata.json`` with the 43 CORINE names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from benloss.archive import V1_FILES, RawPatch, iter_patches
+from benloss.datasets.base import finish_table
+from benloss.nomenclature import to_bigearthnet19
+from benloss.splits import SPLITS, excluded_patches, split_of_patches
+
+log = logging.getLogger(__name__)
+
+DROP_REASONS = ("snow", "cloud", "no_19_class_label", "not_in_split_lists")
+
+
+@dataclass(frozen=True)
+class BigEarthNetV1:
+    """A v1.0 archive, its split and exclusion lists and the statistics that normalise it."""
+
+    archive: Path
+    lists: Mapping[str, Path]
+    #: The ``band,mean,std`` file that normalises; None: the training split's own statistics.
+    band_statistics: Path | None
+    reference_maps: Path | None = None
+    dataset: str = "bigearthnet-v1"
+    version: str = "1.0"
+
+    def describe(self) -> str:
+        if self.dataset == "demo":
+            return "synthetic demo archive in BigEarthNet-S2 v1.0 layout"
+        return "BigEarthNet-S2 v1.0, BigEarthNet-19 classes"
+
+    def iter_patches(self, wanted: set[str]) -> Iterator[RawPatch]:
+        return iter_patches(self.archive, read_bands=True, wanted=wanted, expected=V1_FILES)
+
+    def listed(self) -> int:
+        return len(split_of_patches(self.lists))
+
+    def label_table(self) -> tuple[pd.DataFrame, dict]:
+        """Read every patch's metadata once: the kept patches and a summary of what was dropped."""
+        archive = self.archive
+        split_of = split_of_patches(self.lists)
+        excluded = excluded_patches(self.lists)
+        rows: list[dict] = []
+        dropped: Counter[str] = Counter()
+        seen: set[str] = set()
+        patches = iter_patches(archive, read_bands=False, expected=V1_FILES)
+        for patch in tqdm(patches, desc="labels", unit=" patches", mininterval=2):
+            if patch.name in seen:
+                raise ValueError(f"{archive}: patch {patch.name} appears twice")
+            seen.add(patch.name)
+            original = patch.labels(source=str(archive))
+            new = to_bigearthnet19(original, source=f"{archive}: {patch.name}")
+            if patch.name in excluded:
+                dropped[excluded[patch.name]] += 1
+            elif not new:
+                dropped["no_19_class_label"] += 1
+            elif patch.name not in split_of:
+                dropped["not_in_split_lists"] += 1
+            else:
+                rows.append(
+                    {"patch": patch.name, "split": split_of[patch.name], "labels": new, "original_labels": original}
+                )
+        missing = Counter(split for name, split in split_of.items() if name not in seen)
+        if missing:
+            log.warning("split lists name %d patch(es) absent from the archive: %s", missing.total(), dict(missing))
+        table = finish_table(rows)
+        summary = {
+            "archive": str(archive),
+            "patches_in_archive": len(seen),
+            "kept": {split: int((table["split"] == split).sum()) for split in SPLITS},
+            "dropped": {reason: dropped[reason] for reason in DROP_REASONS},
+            "listed_but_absent": {split: missing[split] for split in SPLITS},
+        }
+        return table, summary
