@@ -96,6 +96,33 @@ def load_script(name: str):
     return module
 
 
+@pytest.fixture(scope="module")
+def departures():
+    return load_script("departures")
+
+
+def test_departures_smoke(departures, demo_encoded, demo_labels, tmp_path, capsys):
+    out = tmp_path / "departures.csv"
+    counts = demo_labels / "class_counts.csv"
+    common = ["--encoded", str(demo_encoded), "--class-counts", str(counts), "--out", str(out)]
+    departures.main([*common, "--items", "wcel", "--seeds", "0", "--epochs", "1", "--width", "4"])
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("item,variant,loss,seed") and len(rows) == 3
+    assert len(list(out.with_suffix(".cache").glob("*.npz"))) == 2  # both weightings trained once
+    departures.main([*common, "--summary"])
+    table = capsys.readouterr().out
+    assert "| wcel | wcel | positive | 1 | 1 |" in table and "| wcel | wcel | both | 1 | 1 |" in table
+
+
+def test_departures_old_block_is_the_replaced_pad_then_crop(departures):
+    from benloss.models import KBranchCNN
+
+    with departures.bn_grid("pad-crop"):
+        old = KBranchCNN(width=4)
+    assert hasattr(old.branch_60m, "crop1") and not hasattr(KBranchCNN(width=4).branch_60m, "crop1")
+    assert old.branch_60m.conv1.padding == (1, 1)
+
+
 def test_decompression_benchmark_smoke(capsys):
     rows = load_script("decompress").main(["--quick"])
     routes = {row["route"] for row in rows}

@@ -11,9 +11,10 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from benloss.evaluate import evaluate
+from benloss.evaluate import calibrate, evaluate, evaluate_scores
 from benloss.figures import learning_curves, pairwise_matrix, time_curves, write_figures
-from benloss.losses import PAPER_LOSS_IDS, loss_info
+from benloss.losses import PAPER_LOSS_IDS, build_loss, loss_info, sparsemax
+from benloss.metrics import calibrate_sample_f1_thresholds, calibrate_thresholds
 from benloss.models import KBranchCNN
 from benloss.nomenclature import classes
 from benloss.tables import agreement_summary, epochs_to_fraction, marks, paper_marks, write_tables
@@ -48,6 +49,39 @@ def test_evaluate_constant_model_against_sklearn(demo_encoded, tmp_path):
     assert list(per_class.index) == list(classes())
     np.testing.assert_allclose(per_class["f1"], skm.f1_score(test_labels, predictions, average=None, zero_division=0))
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["test_images"] == len(test_labels)
+
+
+def scored_labels(seed: int, n: int = 80, c: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Scores with a random per-image offset (what RL and SML never learn) over a signal, and their labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.random((n, c)) < 0.3
+    return rng.normal(size=(n, c)) + 2.0 * labels + rng.normal(scale=5.0, size=(n, 1)), labels
+
+
+@pytest.mark.parametrize("loss", ["rl", "sml"])
+def test_shift_invariant_losses_calibrate_for_sample_f1_on_their_shift_free_score(loss):
+    scores, labels = scored_labels(0)
+    z = torch.from_numpy(scores)
+    shift_free = (z - z.mean(1, keepdim=True) if loss == "rl" else z - sparsemax(z)[1]).numpy()
+    thresholds = calibrate(build_loss(loss), scores, labels)
+    np.testing.assert_array_equal(thresholds, calibrate_sample_f1_thresholds(shift_free, labels))
+    offset = np.random.default_rng(1).normal(scale=100.0, size=(len(scores), 1))
+    np.testing.assert_allclose(calibrate(build_loss(loss), scores + offset, labels), thresholds, atol=1e-9)
+
+
+def test_calibrated_rl_metrics_are_sample_f1_of_the_shift_free_score():
+    val, val_labels = scored_labels(2, c=19)  # per-class tables name the 19 classes
+    test, test_labels = scored_labels(3, c=19)
+    thresholds = calibrate(build_loss("rl"), val, val_labels)
+    _, calibrated, _, _ = evaluate_scores("rl", {}, test.astype(np.float32), test_labels, thresholds)
+    predicted = test - test.mean(1, keepdims=True) >= thresholds
+    expected = skm.f1_score(test_labels, predicted, average="samples", zero_division=0)
+    assert calibrated["f1_samples"] == pytest.approx(expected)
+
+
+def test_other_losses_calibrate_per_class_on_raw_scores():
+    scores, labels = scored_labels(4)
+    np.testing.assert_array_equal(calibrate(build_loss("cel"), scores, labels), calibrate_thresholds(scores, labels))
 
 
 def write_fake_run(root: Path, losses=PAPER_LOSS_IDS, seeds=(0, 1)) -> dict:

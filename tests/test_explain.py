@@ -177,7 +177,10 @@ def trained_demo(tmp_path_factory):
     maps = root / "encoded/test_reference_maps.npy"
     if not maps.exists():
         np.save(maps, demo_reference_maps(root / "archive/masks.npz", read_patch_names(root / "encoded", "test")))
-    config = TrainConfig(loss="cel", width=32, epochs=6, batch_size=16, lr=1e-3, threads=2)
+    # A little weight decay (the study's default is none) gives this 6-epoch model the localised relevance the
+    # test needs: without it, with the fixed ZBox bound, the run put 0.56 of the relevance in regions covering 0.52
+    # (with it 0.67 / 0.57).
+    config = TrainConfig(loss="cel", width=32, epochs=6, batch_size=16, lr=1e-3, threads=2, weight_decay=2e-5)
     history = train(config, root / "encoded", root / "labels/class_counts.csv", root / "models/cel/seed0")
     return root, history
 

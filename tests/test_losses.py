@@ -68,11 +68,57 @@ def test_wcel_weights_are_inverse_frequency_with_mean_one():
     assert weights.mean().item() == pytest.approx(1.0)
 
 
-def test_wcel_is_weighted_bce():
+def tensorflow_weighted_cross_entropy(z: np.ndarray, y: np.ndarray, pos_weight: np.ndarray) -> np.ndarray:
+    """TF's weighted_cross_entropy_with_logits, its documented stable form, in float64:
+    (1 − y) z + (1 + (q − 1) y) (log(1 + exp(−|z|)) + max(−z, 0))."""
+    log_weight = 1 + (pos_weight - 1) * y
+    return (1 - y) * z + log_weight * (np.log1p(np.exp(-np.abs(z))) + np.maximum(-z, 0))
+
+
+def test_wcel_positive_weighting_is_tensorflows_weighted_cross_entropy():
+    z, y = random_batch(3)
+    weights = class_weights(COUNTS).double().numpy()
+    expected = tensorflow_weighted_cross_entropy(z.numpy(), y.numpy(), weights).sum(1).mean()
+    assert make("wcel")(z, y).item() == pytest.approx(expected, rel=1e-12)
+    assert make("wcel", weighting="positive")(z, y).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_wcel_positive_weighting_by_hand():
+    z = torch.tensor([[0.3, -1.2]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    loss = build_loss("wcel", class_frequencies=[1.0, 3.0], weighting="positive")  # weights 1.5 and 0.5
+    p = 1 / (1 + np.exp(-np.array([0.3, -1.2])))
+    assert loss(z, y).item() == pytest.approx(-1.5 * np.log(p[0]) - np.log(1 - p[1]), rel=1e-12)
+
+
+def test_wcel_positive_weighting_moves_the_optimum_to_w_p_over_w_p_plus_1_minus_p():
+    # Expected loss of a class with P(y = 1) = p at score z: its minimiser is σ(z) = wp / (wp + 1 − p).
+    p, weights = 0.2, [4.0, 1.0]  # class weights 0.4 and 1.6 (mean 1)
+    z = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
+    loss = build_loss("wcel", class_frequencies=weights, weighting="positive")
+    optimiser = torch.optim.LBFGS([z], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def expected_loss():
+        optimiser.zero_grad()
+        value = p * loss(z, torch.ones(1, 2, dtype=torch.float64)) + (1 - p) * loss(z, torch.zeros(1, 2).double())
+        value.backward()
+        return value
+
+    optimiser.step(expected_loss)
+    w = class_weights(weights).double()
+    torch.testing.assert_close(torch.sigmoid(z.detach())[0], w * p / (w * p + 1 - p), rtol=1e-6, atol=0)
+
+
+def test_wcel_both_weighting_weights_both_terms():
     z, y = random_batch(3)
     weights = class_weights(COUNTS).double()
     expected = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * weights).sum(1).mean()
-    torch.testing.assert_close(make("wcel")(z, y), expected)
+    torch.testing.assert_close(make("wcel", weighting="both")(z, y), expected)
+
+
+def test_wcel_unknown_weighting_names_the_choices():
+    with pytest.raises(ValueError, match="positive, both"):
+        make("wcel", weighting="negative")
 
 
 def test_wcel_without_frequencies_is_an_error():
@@ -230,7 +276,34 @@ def test_predict_rules(name):
         assert prediction.tolist() == [[True, False, False, False]]
     else:
         assert prediction.tolist() == [[True, False, True, False]]
-    assert make(name, c=4).predict(z, torch.tensor([1.0, -2.0, 1.0, 0.0])).tolist() == [[True, True, False, False]]
+    thresholds = torch.tensor([1.0, -2.0, 1.0, 0.0])
+    calibrated = make(name, c=4).calibration_scores(z)
+    if name == "rl":
+        torch.testing.assert_close(calibrated, z - z.mean())  # mean −0.375
+    elif name == "sml":
+        torch.testing.assert_close(calibrated, z - 1.0)  # τ = 1: only 2.0 lies above it, sparsemax (1, 0, 0, 0)
+    else:
+        torch.testing.assert_close(calibrated, z)
+    assert make(name, c=4).predict(z, thresholds).tolist() == [[True, True, False, False]]
+
+
+@pytest.mark.parametrize("name", ["rl", "sml"])
+def test_shift_invariant_losses_and_their_calibration_scores_ignore_a_per_image_constant(name):
+    z, y = random_batch(11)
+    y[0, 0] = 1  # SML needs a positive
+    shift = torch.randn(len(z), 1, dtype=z.dtype) * 10
+    loss = make(name)
+    torch.testing.assert_close(loss(z + shift, y), loss(z, y))
+    torch.testing.assert_close(loss.calibration_scores(z + shift), loss.calibration_scores(z))
+    assert loss.shift_free_score is not None
+
+
+@pytest.mark.parametrize("name", [n for n in LOSS_IDS if n not in ("rl", "sml")])
+def test_other_losses_change_with_a_per_image_constant_and_calibrate_raw_scores(name):
+    z, y = random_batch(12)
+    loss = make(name)
+    assert not torch.allclose(loss(z + 1.5, y), loss(z, y))
+    assert loss.shift_free_score is None
 
 
 def test_metadata():

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from benloss.metrics import MultiLabelMetrics, calibrate_thresholds
+from benloss.metrics import (
+    MultiLabelMetrics,
+    calibrate_sample_f1_threshold,
+    calibrate_sample_f1_thresholds,
+    calibrate_thresholds,
+)
 
 
 def random_case(seed: int, n: int = 157, c: int = 7, ties: bool = False):
@@ -96,3 +101,55 @@ def test_class_without_positives_is_never_predicted():
     true[:, 0] = [1, 0, 1, 0, 0]
     thresholds = calibrate_thresholds(np.random.default_rng(0).normal(size=(5, 2)), true)
     assert np.isinf(thresholds[1])
+
+
+@pytest.mark.parametrize(("seed", "ties"), [(7, False), (8, True), (9, True)])
+def test_sample_f1_threshold_is_the_best_candidate_by_brute_force(seed, ties):
+    true, _, scores = random_case(seed, n=50, c=5, ties=ties)
+    threshold = calibrate_sample_f1_threshold(scores, true)
+
+    def sample_f1(t: float) -> float:
+        return skm.f1_score(true, scores >= t, average="samples", zero_division=0)
+
+    candidates = np.unique(scores)
+    best = max(sample_f1(t) for t in candidates)
+    assert sample_f1(threshold) == pytest.approx(best)
+    # ties keep the highest threshold
+    assert threshold == max(t for t in candidates if sample_f1(t) == pytest.approx(best))
+
+
+def test_sample_f1_threshold_by_hand():
+    # Image 1: positives {0}; image 2: positives {0, 1}. t = 0.6 predicts {0} and {0, 1}: sample F1 1.
+    scores = np.array([[0.9, 0.1, 0.5], [0.7, 0.6, 0.2]])
+    true = np.array([[1, 0, 0], [1, 1, 0]], bool)
+    assert calibrate_sample_f1_threshold(scores, true) == 0.6
+
+
+def test_sample_f1_threshold_without_positives_predicts_nothing():
+    assert calibrate_sample_f1_threshold(np.zeros((3, 2)), np.zeros((3, 2), bool)) == np.inf
+
+
+@pytest.mark.parametrize(("seed", "ties"), [(10, False), (11, True)])
+def test_per_class_sample_f1_thresholds_cannot_be_improved_in_any_one_class_by_brute_force(seed, ties):
+    true, _, scores = random_case(seed, n=40, c=4, ties=ties)
+    thresholds = calibrate_sample_f1_thresholds(scores, true)
+
+    def sample_f1(t: np.ndarray) -> float:
+        return skm.f1_score(true, scores >= t, average="samples", zero_division=0)
+
+    reached = sample_f1(thresholds)
+    assert reached >= sample_f1(np.full(4, calibrate_sample_f1_threshold(scores, true))) - 1e-12
+    for c in range(4):
+        for candidate in [*np.unique(scores[:, c]), np.inf]:
+            moved = thresholds.copy()
+            moved[c] = candidate
+            assert sample_f1(moved) <= reached + 1e-12, (c, candidate)
+
+
+def test_per_class_sample_f1_thresholds_by_hand():
+    # Class 0 is true wherever it scores ≥ 0.5 and class 1 wherever it scores ≥ −1: no single threshold fits both.
+    scores = np.array([[0.9, -0.5], [0.6, -2.0], [0.2, 0.0], [0.1, -3.0]])
+    true = np.array([[1, 1], [1, 0], [0, 1], [0, 0]], bool)
+    thresholds = calibrate_sample_f1_thresholds(scores, true)
+    assert skm.f1_score(true, scores >= thresholds, average="samples", zero_division=0) == 0.75  # image 4: no label
+    np.testing.assert_array_equal(scores >= thresholds, true)

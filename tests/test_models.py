@@ -31,6 +31,13 @@ def test_layer_shapes_follow_the_official_network():
     assert bn.eps == 1e-3 and bn.momentum == 0.01
 
 
+def tensorflow_style_block(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """TF "same" for a 2×2 kernel: pad one zero row and column at the bottom/right, convolve, BatchNorm, ReLU."""
+    conv, bn = layers[0], layers[1]
+    convolved = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias)
+    return F.relu(F.batch_norm(convolved, None, None, bn.weight, bn.bias, training=True, eps=bn.eps))
+
+
 def test_even_kernel_pads_bottom_right_like_tensorflow():
     layers = nn.Sequential(*[m for _, m in conv_block(2, 4, 2)]).eval()
     conv = layers[0]
@@ -38,6 +45,34 @@ def test_even_kernel_pads_bottom_right_like_tensorflow():
     bn = layers[1]
     reference = F.relu(bn(F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias)))
     torch.testing.assert_close(layers(x), reference)
+
+
+def test_batchnorm_of_an_even_kernel_sees_tensorflows_grid_in_training():
+    torch.manual_seed(0)
+    layers = nn.Sequential(*[m for _, m in conv_block(3, 4, 2)]).train()
+    nn.init.normal_(layers[0].bias)  # a non-zero bias makes the padded border differ from the interior
+    x = torch.randn(5, 3, 20, 20) + 2.0
+    torch.testing.assert_close(layers(x), tensorflow_style_block(layers, x))
+    assert layers(x).shape == (5, 4, 20, 20)
+
+
+def test_batchnorm_running_statistics_are_tensorflows():
+    torch.manual_seed(1)
+    layers = nn.Sequential(*[m for _, m in conv_block(3, 4, 2)]).train()
+    x = torch.randn(6, 3, 20, 20) + 1.0
+    layers(x)
+    conv = layers[0]
+    convolved = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias).double()
+    expected_mean = 0.01 * convolved.mean(dim=(0, 2, 3))  # TF momentum 0.99 from a zero start
+    torch.testing.assert_close(layers[1].running_mean.double(), expected_mean, rtol=1e-5, atol=1e-7)
+
+
+def test_whole_model_trains_on_the_60m_branch_grid_tensorflow_uses():
+    model = KBranchCNN(width=8).train()
+    seen = []
+    model.branch_60m.bn1.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[-2:]))
+    model(*inputs(2))
+    assert seen == [(20, 20)]
 
 
 def test_xavier_initialisation_and_zero_biases():
@@ -51,10 +86,10 @@ def test_xavier_initialisation_and_zero_biases():
 
 def test_weight_decay_only_on_kernels():
     model = KBranchCNN(width=16)
-    decayed, plain = parameter_groups(model)
+    decayed, plain = parameter_groups(model, 3e-4)
     kernels = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     assert {id(p) for p in decayed["params"]} == {id(p) for p in kernels}
-    assert decayed["weight_decay"] == 2e-5 and plain["weight_decay"] == 0
+    assert decayed["weight_decay"] == 3e-4 and plain["weight_decay"] == 0
     assert sum(p.numel() for g in (decayed, plain) for p in g["params"]) == count_parameters(model)
 
 

@@ -17,7 +17,7 @@ from benloss.bands import BAND_GROUPS
 from benloss.data import batch_plan, fits_on_device
 from benloss.metrics import MultiLabelMetrics
 from benloss.models import KBranchCNN
-from benloss.train import TIMING_COLUMNS, NonFiniteLoss, TrainConfig, Trainer, constant_baseline, train
+from benloss.train import TIMING_COLUMNS, NonFiniteLoss, TrainConfig, Trainer, constant_baseline, rmsprop, train
 
 from .conftest import ROOT
 
@@ -242,3 +242,55 @@ def test_channels_last_reaches_the_model_and_its_inputs(demo_encoded, demo_label
     trainer.train_epoch(1)
     assert seen and all(seen)
     assert config(channels_last=True).fingerprint() == config().fingerprint()
+
+
+def keras_rmsprop_reference(weights, gradients, lr, rho, eps, decay):
+    """tf.keras's RMSprop in float64, by hand: v from zero, v ← ρv + (1 − ρ)g², w ← w − lr g / (√v + ε)."""
+    w = [x.clone() for x in weights]
+    v = [torch.zeros_like(x) for x in weights]
+    for step_gradients in gradients:
+        for i, g in enumerate(step_gradients(w)):
+            g = g + decay[i] * w[i]
+            v[i] = rho * v[i] + (1 - rho) * g**2
+            w[i] = w[i] - lr * g / (v[i].sqrt() + eps)
+    return w
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_rmsprop_has_keras_semantics(weight_decay):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2).double()
+    run_config = config(lr=1e-2, weight_decay=weight_decay)
+    optimizer = rmsprop(model, run_config)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    scale = 1e-6  # gradients near ε: ε inside the square root, or an accumulator from 1, would differ by far
+
+    def gradients(w):
+        return torch.autograd.grad(scale * ((x @ w[0].T + w[1]) ** 3).sum(), w)
+
+    start = [p.detach().clone().requires_grad_(True) for p in (model.weight, model.bias)]
+    decay = [weight_decay, 0.0]  # kernels only, never biases
+    expected = keras_rmsprop_reference(start, [gradients] * 4, run_config.lr, 0.9, 1e-7, decay)
+    for _ in range(4):
+        optimizer.zero_grad()
+        (scale * (model(x) ** 3).sum()).backward()
+        optimizer.step()
+    assert run_config.rmsprop_alpha == 0.9 and run_config.rmsprop_eps == 1e-7
+    torch.testing.assert_close(model.weight, expected[0].detach(), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(model.bias, expected[1].detach(), rtol=1e-12, atol=1e-15)
+
+
+def test_no_weight_decay_by_default_and_decay_changes_the_fingerprint():
+    assert TrainConfig(loss="cel").weight_decay == 0
+    assert config(weight_decay=2e-5).fingerprint() != config().fingerprint()
+
+
+def test_train_command_passes_weight_decay(monkeypatch, tmp_path):
+    from benloss import cli
+    from benloss import train as train_module
+
+    seen = []
+    monkeypatch.setattr(train_module, "train", lambda run_config, *args: seen.append(run_config))
+    cli.main(["train", "--encoded", str(tmp_path), "--class-counts", str(tmp_path / "c.csv"), "--out", str(tmp_path),
+              "--loss", "cel", "--weight-decay", "2e-5"])  # fmt: skip
+    assert seen[0].weight_decay == 2e-5

@@ -105,6 +105,14 @@ def test_paper_config_shows_the_full_plan_without_any_file():
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
 
 
+def test_train_jobs_get_weight_decay_and_wcel_weighting():
+    result = snakemake("-n", "-p", "--configfile", str(ROOT / "config" / "bigearthnet.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line for line in result.stdout.splitlines() if "benloss train" in line]
+    assert len(commands) == 7 and all("--weight-decay 0 " in line for line in commands)
+    assert any("--loss wcel" in line and """--loss-params '{"weighting": "positive"}'""" in line for line in commands)
+
+
 def test_v2_config_shows_the_full_plan_without_any_file():
     result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet_v2.yaml"), "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -165,6 +173,8 @@ def test_paper_config_has_the_papers_settings():
 
     config = yaml.safe_load((ROOT / "config" / "bigearthnet.yaml").read_text())
     assert config["training"]["lr"] == paper.LEARNING_RATE == 1e-4
+    assert config["training"]["weight_decay"] == 0  # the official code never adds its L2 losses
+    assert config["loss_params"]["wcel"] == {"weighting": "positive"}
     assert config["training"]["epochs"] == paper.EPOCHS == 80
     assert config["model"]["width"] == paper.WIDTH == 1024
     assert config["training"]["losses"] == ["cel", "fl", "wcel", "hal", "hl", "rl", "sml"]
@@ -177,6 +187,8 @@ def test_paper_config_has_the_papers_settings():
         ({"training": {"epochz": 3}}, "epochz"),
         ({"model": {"width": "wide"}}, "wide"),
         ({"data": {"source": "s3"}}, "s3"),
+        ({"loss_params": {"wcel": {"weighting": "negative"}}}, "negative"),
+        ({"training": {"weight_decay": -1}}, "-1"),
         ({"data": {"demo": {"format": "v3"}}}, "v3"),
     ],
 )

@@ -84,8 +84,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = TrainConfig(
         loss=args.loss, seed=args.seed, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, loss_params=json.loads(args.loss_params), device=args.device, amp=args.amp,
-        channels_last=args.channels_last, threads=args.threads, workers=args.workers,
+        lr=args.lr, weight_decay=args.weight_decay, loss_params=json.loads(args.loss_params), device=args.device,
+        amp=args.amp, channels_last=args.channels_last, threads=args.threads, workers=args.workers,
         data_on_device=args.data_on_device,
     )  # fmt: skip
     with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
@@ -178,6 +178,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument(
+        "--weight-decay", type=float, default=0.0, help="decay of conv and linear kernels (the official code: none)"
+    )
     p.add_argument("--loss-params", default="{}", help="JSON object of the loss's parameters")
     _add_gpu_options(p)
     p.add_argument("--amp", action="store_true", help="bf16 autocast")

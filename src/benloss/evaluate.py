@@ -13,8 +13,8 @@ from tqdm import tqdm
 from benloss.atomic import atomic_outputs
 from benloss.bands import read_band_statistics
 from benloss.data import EncodedSplit, batch_plan, loader, to_device
-from benloss.losses import build_loss
-from benloss.metrics import MultiLabelMetrics, calibrate_thresholds
+from benloss.losses import MultiLabelLoss, build_loss
+from benloss.metrics import MultiLabelMetrics, calibrate_sample_f1_thresholds, calibrate_thresholds
 from benloss.models import BandNormalizer, KBranchCNN
 from benloss.nomenclature import classes
 from benloss.train import choose_device, load_model
@@ -35,6 +35,25 @@ def predict_scores(
         for batch in tqdm(loader(data, plan, 0, False), total=len(plan), desc=f"scores {split}", mininterval=5)
     ]
     return np.concatenate(scores) if scores else np.zeros((0, len(classes())), np.float32)
+
+
+def calibrate(loss: MultiLabelLoss, val_scores: np.ndarray, val_labels: np.ndarray) -> np.ndarray:
+    """Per-class thresholds for ``loss.predict``, from validation scores.
+
+    Per class for per-class F1 on raw scores; for a shift-invariant loss, per class on its shift-free score
+    and for sample F1 (the reported metric), since raw scores carry a per-image offset it never learnt.
+    """
+    if loss.shift_free_score is None:
+        return calibrate_thresholds(val_scores, val_labels)
+    shift_free = loss.calibration_scores(torch.from_numpy(np.asarray(val_scores))).double().numpy()
+    return calibrate_sample_f1_thresholds(shift_free, val_labels)
+
+
+def calibration_method(loss: MultiLabelLoss) -> str:
+    """How ``calibrate`` chose the thresholds, for ``metrics.json``."""
+    if loss.shift_free_score is None:
+        return "per class, for per-class F1, on raw scores"
+    return f"per class, for sample F1, on {loss.shift_free_score}"
 
 
 def evaluate_scores(
@@ -58,7 +77,8 @@ def evaluate(
     model, config = load_model(model_path, target)
     val_labels = EncodedSplit(encoded, "val").labels
     test_labels = EncodedSplit(encoded, "test").labels
-    thresholds = calibrate_thresholds(np.load(val_scores), val_labels)
+    loss = build_loss(config.loss, class_frequencies=np.ones(val_labels.shape[1]), **config.loss_params)
+    thresholds = calibrate(loss, np.load(val_scores), val_labels)
     test_scores = predict_scores(model, encoded, "test", target)
     own, calibrated, per_class, per_class_calibrated = evaluate_scores(
         config.loss, config.loss_params, test_scores, test_labels, thresholds
@@ -70,6 +90,7 @@ def evaluate(
         "test_images": len(test_labels),
         "own_rule": own,
         "calibrated": calibrated,
+        "calibration": calibration_method(loss),
         "thresholds": [None if np.isinf(t) else float(t) for t in thresholds],
     }
     outdir = Path(outdir)

@@ -37,6 +37,9 @@ class MultiLabelLoss(nn.Module):
     """Shared checks and the sigmoid ≥ 0.5 decision rule (z ≥ 0); subclasses define ``per_image``."""
 
     info: LossInfo
+    #: A loss unchanged when a constant is added to all of an image's scores never learns that offset, so
+    #: thresholds are calibrated on a shift-free score, named here (``None``: raw scores, per class).
+    shift_free_score: str | None = None
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         z, y = _checked(logits, targets)
@@ -45,10 +48,15 @@ class MultiLabelLoss(nn.Module):
     def per_image(self, z: Tensor, y: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def calibration_scores(self, logits: Tensor) -> Tensor:
+        """The scores calibrated thresholds apply to: raw here, the shift-free score where one is named."""
+        return logits
+
     def predict(self, logits: Tensor, thresholds: Tensor | None = None) -> Tensor:
-        """Boolean predictions: the loss's own rule, or ``z ≥ thresholds`` per class when given."""
+        """Boolean predictions: the loss's own rule, or ``calibration_scores ≥ thresholds`` per class when given."""
         if thresholds is not None:
-            return logits >= thresholds.to(logits.device, logits.dtype)
+            scores = self.calibration_scores(logits)
+            return scores >= thresholds.to(scores.device, scores.dtype)
         return logits >= 0
 
 
@@ -89,21 +97,32 @@ class FocalLoss(MultiLabelLoss):
 
 
 class WeightedCrossEntropy(MultiLabelLoss):
-    """W-CEL: CEL with class c's terms (positive and negative) weighted by w_c.
+    """W-CEL: CEL with class c weighted by w_c, on its positive term (default) or on both terms.
 
-    Weights are inversely proportional to each class's number of training images n_c (a class with none
-    counts as the rarest class that has some), normalised so they average to 1: w_c = (1/n_c) / mean_k(1/n_k).
+    ``weighting="positive"``: −Σ_c [w_c y log σ(z) + (1 − y) log(1 − σ(z))], TensorFlow's
+    ``weighted_cross_entropy_with_logits`` with ``pos_weight`` = w. Its optimum σ(z) = w p / (w p + 1 − p)
+    (p = P(y = 1 | x)) moves a rare class's operating point towards recall, as the paper reports for W-CEL.
+    ``weighting="both"``: both terms times w_c, whose optimum stays σ(z) = p: it only shares gradient
+    between classes. Weights are inversely proportional to each class's number of training images n_c (a
+    class with none counts as the rarest class that has some), normalised to mean 1:
+    w_c = (1/n_c) / mean_k(1/n_k).
     """
 
     info = LossInfo("wcel", "W-CEL", "Weighted cross-entropy", True, True, "Yessou et al. 2020")
+    WEIGHTINGS = ("positive", "both")
 
-    def __init__(self, class_frequencies: Tensor | np.ndarray | list[float]) -> None:
+    def __init__(self, class_frequencies: Tensor | np.ndarray | list[float], weighting: str = "positive") -> None:
         super().__init__()
+        if weighting not in self.WEIGHTINGS:
+            raise ValueError(f"W-CEL weighting must be one of {', '.join(self.WEIGHTINGS)}, got {weighting!r}")
+        self.weighting = weighting
         self.register_buffer("weights", class_weights(class_frequencies))
 
     def per_image(self, z: Tensor, y: Tensor) -> Tensor:
-        terms = F.binary_cross_entropy_with_logits(z, y, reduction="none")
-        return (terms * self.weights.to(z.dtype)).sum(dim=1)
+        weights = self.weights.to(z.dtype)
+        if self.weighting == "positive":
+            return F.binary_cross_entropy_with_logits(z, y, pos_weight=weights, reduction="none").sum(dim=1)
+        return (F.binary_cross_entropy_with_logits(z, y, reduction="none") * weights).sum(dim=1)
 
 
 def class_weights(class_frequencies: Tensor | np.ndarray | list[float]) -> Tensor:
@@ -146,6 +165,7 @@ class RankingLoss(MultiLabelLoss):
     """RL: Σ_{v∉Y} Σ_{u∈Y} max(0, α + z_v − z_u); images without a positive or a negative give 0."""
 
     info = LossInfo("rl", "RL", "Ranking", True, False, "Yessou et al. 2020, Eq. 7")
+    shift_free_score = "z − mean_c z"
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()
@@ -156,6 +176,9 @@ class RankingLoss(MultiLabelLoss):
         hinge = (self.margin + z[:, None, :] - z[:, :, None]).clamp(min=0)
         pairs = y[:, :, None] * (1 - y)[:, None, :]
         return (hinge * pairs).sum(dim=(1, 2))
+
+    def calibration_scores(self, logits: Tensor) -> Tensor:
+        return logits - logits.mean(dim=1, keepdim=True)
 
 
 def sparsemax(z: Tensor) -> tuple[Tensor, Tensor]:
@@ -177,6 +200,7 @@ class SparsemaxLoss(MultiLabelLoss):
     """
 
     info = LossInfo("sml", "SML", "Sparsemax", True, True, "Martins & Astudillo 2016; Yessou et al. 2020, Eq. 6")
+    shift_free_score = "z − τ(z)"
 
     def per_image(self, z: Tensor, y: Tensor) -> Tensor:
         positives = y.sum(dim=1, keepdim=True)
@@ -190,6 +214,10 @@ class SparsemaxLoss(MultiLabelLoss):
         if thresholds is not None:
             return super().predict(logits, thresholds)
         return sparsemax(logits.float())[0] > 0
+
+    def calibration_scores(self, logits: Tensor) -> Tensor:
+        z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+        return z - sparsemax(z)[1]
 
 
 class AsymmetricLoss(MultiLabelLoss):

@@ -155,3 +155,68 @@ def calibrate_thresholds(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
         f1 = np.where(last_of_tie, 2 * tp / (predicted + positives), -1.0)
         thresholds[c] = ranked_scores[int(np.argmax(f1))]
     return thresholds
+
+
+def calibrate_sample_f1_threshold(scores: np.ndarray, targets: np.ndarray) -> float:
+    """The one threshold for every class that maximises sample F1 of ``score ≥ threshold``.
+
+    Candidates are the observed scores and +inf (predict nothing); ties keep the highest threshold.
+    Lowering the threshold past a score changes that image's F1 only, by a step known from the image's
+    own ranking, so one sorted sweep over all N·C scores gives sample F1 at every candidate.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets).astype(bool)
+    if scores.shape != targets.shape or scores.ndim != 2 or scores.size == 0:
+        raise ValueError(f"scores {scores.shape} and targets {targets.shape} must both be (N, C) with N, C ≥ 1")
+    positives = targets.sum(1, keepdims=True)
+    # Image i's F1 with its top k scores predicted, j of them true: 2j / (k + positives_i); 0 without positives.
+    row_order = np.argsort(-scores, axis=1, kind="stable")
+    true_so_far = np.cumsum(np.take_along_axis(targets, row_order, 1), axis=1)
+    k = np.arange(1, scores.shape[1] + 1)
+    f1 = _ratio(2 * true_so_far, np.where(positives > 0, k + positives, 0), 0.0)
+    steps = np.empty_like(f1)
+    np.put_along_axis(steps, row_order, np.diff(f1, axis=1, prepend=0.0), 1)
+    order = np.argsort(-scores, axis=None, kind="stable")
+    ranked_scores = scores.flat[order]
+    f1_sum = np.cumsum(steps.flat[order])
+    last_of_tie = np.r_[ranked_scores[1:] < ranked_scores[:-1], True]
+    f1_sum[~last_of_tie] = -1.0
+    best = int(np.argmax(f1_sum))
+    return float(ranked_scores[best]) if f1_sum[best] > 0 else float("inf")
+
+
+def _image_f1(tp: np.ndarray, predicted: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """Per-image F1 from counts: 2 tp / (predicted + positives), 0 for an image without positives."""
+    return _ratio(2 * tp, np.where(positives > 0, predicted + positives, 0), 0.0)
+
+
+def calibrate_sample_f1_thresholds(scores: np.ndarray, targets: np.ndarray, max_rounds: int = 20) -> np.ndarray:
+    """Per-class thresholds that maximise sample F1 of ``score ≥ threshold``, by exact coordinate ascent.
+
+    Starts from the best single threshold (``calibrate_sample_f1_threshold``); each step sets one class's
+    threshold to the best of its candidates (its observed scores and +inf) with the others fixed, which a
+    sorted sweep of that class gives exactly. Sample F1 never decreases; rounds stop when no class improves.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets).astype(bool)
+    thresholds = np.full(scores.shape[1], calibrate_sample_f1_threshold(scores, targets))
+    positives = targets.sum(1)
+    for _ in range(max_rounds):
+        improved = False
+        for c in range(scores.shape[1]):
+            others = scores >= thresholds
+            others[:, c] = False
+            tp, predicted = (others & targets).sum(1), others.sum(1)
+            gain = _image_f1(tp + targets[:, c], predicted + 1, positives) - _image_f1(tp, predicted, positives)
+            order = np.argsort(-scores[:, c], kind="stable")
+            ranked = scores[order, c]
+            gains = np.cumsum(gain[order])
+            gains[~np.r_[ranked[1:] < ranked[:-1], True]] = -np.inf  # cut only between distinct scores
+            current = gain[scores[:, c] >= thresholds[c]].sum()
+            best = int(np.argmax(gains))
+            if max(gains[best], 0.0) > current + 1e-12:
+                thresholds[c] = ranked[best] if gains[best] > 0 else np.inf
+                improved = True
+        if not improved:
+            break
+    return thresholds

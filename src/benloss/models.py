@@ -3,7 +3,8 @@
 One convolutional branch per resolution group (10 m, 20 m, 60 m), each ending in a fully connected
 layer of ``width`` units; the three are concatenated and fused by another fully connected layer before
 the 19 raw class scores. Layers follow the official TensorFlow code: "same" padding (bottom/right only
-for the even 2×2 kernels), BatchNorm with eps 1e-3 and TF momentum 0.99, Xavier initialisation.
+for the even 2×2 kernels, so BatchNorm sees TF's grid), BatchNorm with eps 1e-3 and TF momentum 0.99,
+Xavier initialisation.
 The model takes normalised inputs and returns raw scores, never probabilities.
 """
 
@@ -12,40 +13,45 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benloss.bands import BAND_GROUPS, BandStatistics
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TensorFlow's 0.99
-WEIGHT_DECAY = 2e-5
 #: Names of each branch's first convolution, the input layers an explanation maps its input rule to.
 INPUT_CONVS: tuple[str, ...] = tuple(f"branch_{g.name}.conv1" for g in BAND_GROUPS)
 
 
-class CropBottomRight(nn.Module):
-    """Drop the last row and column: with symmetric padding 1, a 2×2 convolution then equals TF "same"."""
+class SameConv2d(nn.Conv2d):
+    """Stride-1 convolution with TensorFlow's "same" padding.
+
+    TF pads k − 1 zeros per axis, the odd one out at the bottom/right (an even kernel's extra row and
+    column). The symmetric part is the convolution's own padding; the extra row and column are padded
+    inside ``forward``, so the output has exactly TF's grid (what BatchNorm's batch statistics see) and
+    LRP's input rule, which runs this ``forward`` on its bounds too, treats all padding as absent.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
+        before = (kernel - 1) // 2
+        super().__init__(in_channels, out_channels, kernel, padding=before)
+        extra = kernel - 1 - 2 * before
+        self.extra_padding = (0, extra, 0, extra)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x[..., 1:, 1:]
+        if any(self.extra_padding):
+            x = F.pad(x, self.extra_padding)
+        return super().forward(x)
 
 
 def conv_block(in_channels: int, out_channels: int, kernel: int) -> list[tuple[str, nn.Module]]:
-    """Conv (TF "same", stride 1) → BatchNorm → ReLU, as named layers.
-
-    TF pads an even kernel's extra row and column at the bottom/right only; here the convolution pads
-    symmetrically and the first row and column of its output are cropped, which is the same thing and
-    keeps padding inside the convolution, where LRP's input rule treats it as absent.
-    """
-    even = kernel % 2 == 0
-    layers: list[tuple[str, nn.Module]] = [
-        ("conv", nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)),
+    """Conv (TF "same", stride 1) → BatchNorm → ReLU, as named layers."""
+    return [
+        ("conv", SameConv2d(in_channels, out_channels, kernel)),
         ("bn", nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)),
         ("relu", nn.ReLU()),
     ]
-    if even:
-        layers.append(("crop", CropBottomRight()))
-    return layers
 
 
 def fc_block(in_features: int, out_features: int) -> list[tuple[str, nn.Module]]:
@@ -113,8 +119,12 @@ class KBranchCNN(nn.Module):
         return self.classifier(self.fusion(torch.cat(features, dim=1)))
 
 
-def parameter_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[dict]:
-    """Weight decay on convolution and linear kernels only, as the official L2 regulariser."""
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Optimiser groups with ``weight_decay`` on convolution and linear kernels only (biases and BatchNorm free).
+
+    The official code declares L2 kernel regularisers but never adds their losses to the objective, so the
+    study's default is 0 (``training.weight_decay``).
+    """
     decayed = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     ids = {id(p) for p in decayed}
     others = [p for p in model.parameters() if id(p) not in ids]

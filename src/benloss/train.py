@@ -53,7 +53,7 @@ class TrainConfig:
     lr: float = 1e-4
     rmsprop_alpha: float = 0.9
     rmsprop_eps: float = 1e-7
-    weight_decay: float = 2e-5
+    weight_decay: float = 0.0
     loss_params: dict = field(default_factory=dict)
     device: str = "auto"
     amp: bool = False
@@ -68,6 +68,17 @@ class TrainConfig:
                 "weight_decay", "loss_params", "amp")  # fmt: skip
         relevant = {k: getattr(self, k) for k in keys}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def rmsprop(model: torch.nn.Module, config: TrainConfig) -> torch.optim.RMSprop:
+    """RMSprop as tf.keras's (TF 2, no momentum): accumulator from zero, v ← ρv + (1 − ρ)g², w ← w − lr·g/(√v + ε).
+
+    PyTorch's RMSprop is exactly this (unlike TF1's ``RMSPropOptimizer``, whose accumulator starts at 1 with
+    ε inside the square root); weight decay, when set, adds decay·w to the kernels' gradients.
+    """
+    return torch.optim.RMSprop(
+        parameter_groups(model, config.weight_decay), lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps
+    )
 
 
 class Interrupted(RuntimeError):
@@ -146,12 +157,7 @@ class Trainer:
         self.model = KBranchCNN(config.width, n_classes=self.train_split.arrays["labels"].shape[1]).to(
             self.device, memory_format=self.memory_format
         )
-        self.optimizer = torch.optim.RMSprop(
-            parameter_groups(self.model, config.weight_decay),
-            lr=config.lr,
-            alpha=config.rmsprop_alpha,
-            eps=config.rmsprop_eps,
-        )
+        self.optimizer = rmsprop(self.model, config)
         self.resident = self._resident_splits() if config.data_on_device else None
         self.history: list[dict] = []
         self.start_epoch = 1

@@ -25,6 +25,7 @@ rule train:
         epochs=config["training"]["epochs"],
         batch_size=config["training"]["batch_size"],
         lr=config["training"]["lr"],
+        weight_decay=config["training"]["weight_decay"],
         device=config["training"]["device"],
         workers=config["training"]["workers"],
         loss_params=loss_params,
@@ -33,5 +34,6 @@ rule train:
     shell:
         "benloss train --encoded {input.encoded} --class-counts {input.counts} --out {params.outdir}"
         " --loss {wildcards.loss} --seed {wildcards.seed} --width {params.width} --epochs {params.epochs}"
-        " --batch-size {params.batch_size} --lr {params.lr} --loss-params {params.loss_params}"
+        " --batch-size {params.batch_size} --lr {params.lr}"
+        " --weight-decay {params.weight_decay} --loss-params {params.loss_params}"
         " --device {params.device} --threads {threads} --workers {params.workers} {params.flags} {params.gpu_slots} > {log} 2>&1"
