@@ -120,16 +120,19 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     from benloss.explain import explain
+    from benloss.gpu import gpu_slot
 
-    explain(
-        args.results,
-        args.encoded,
-        json.loads(args.examples),
-        args.out,
-        per_class=args.per_class,
-        seed=args.seed,
-        threads=args.threads,
-    )
+    with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
+        explain(
+            args.results,
+            args.encoded,
+            json.loads(args.examples),
+            args.out,
+            per_class=args.per_class,
+            seed=args.seed,
+            threads=args.threads,
+            device=args.device,
+        )
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -231,6 +234,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified sample and the bootstrap")
     p.add_argument("--out", type=Path, required=True, help="the run folder to write figures/, tables/, explain/ into")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    _add_gpu_options(p)
     p.set_defaults(func=cmd_explain)
 
     p = steps.add_parser("report", help="the self-contained HTML report")

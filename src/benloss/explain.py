@@ -55,7 +55,7 @@ from benloss.lrp_scores import (
 from benloss.models import INPUT_CONVS, BandNormalizer, KBranchCNN
 from benloss.nomenclature import classes
 from benloss.plotting import CLASS_COLOURS, save
-from benloss.train import load_model
+from benloss.train import choose_device, load_model
 
 log = logging.getLogger(__name__)
 
@@ -277,24 +277,25 @@ class _LossExplanations:
 
 def explain_model(
     loss: str, path: Path, examples: list[Example], n_figure: int, split: EncodedSplit, normalizer: BandNormalizer,
-    statistics: BandStatistics, bounds: BoxBounds, maps: np.ndarray | None, progress: tqdm,
+    statistics: BandStatistics, bounds: BoxBounds, maps: np.ndarray | None, progress: tqdm, device: torch.device,
 ) -> _LossExplanations:  # fmt: skip
     """LRP of one trained model over ``examples`` in batches; the first ``n_figure`` are Fig. 1's, the rest scored."""
-    model, config = load_model(path)
+    model, config = load_model(path, device)
     rule = build_loss(loss, class_frequencies=np.ones(len(classes())), **config.loss_params)
     found, abbreviation = _LossExplanations(), loss_info(loss).abbreviation
     for start in range(0, len(examples), LRP_BATCH):
         chunk = examples[start : start + LRP_BATCH]
-        inputs = normalizer(split.gather(np.array([e.row for e in chunk])))
-        parts, scores = relevance(model, inputs, torch.tensor([e.class_index for e in chunk]), statistics, bounds)
+        inputs = tuple(x.to(device) for x in normalizer(split.gather(np.array([e.row for e in chunk]))))
+        targets = torch.tensor([e.class_index for e in chunk], device=device)
+        parts, scores = relevance(model, inputs, targets, statistics, bounds)
         totals = sum(p.sum(dim=(1, 2, 3)) for p in parts)
         whole = all_band_heatmap(parts)
         in_figure = max(0, min(len(chunk), n_figure - start))
         if in_figure:
             with torch.no_grad():
-                predicted = rule.predict(model(*(x[:in_figure] for x in inputs))).numpy()
+                predicted = rule.predict(model(*(x[:in_figure] for x in inputs))).cpu().numpy()
             found.rgb.append(rgb_heatmap(parts[0][:in_figure]))
-            found.parts.append([p[:in_figure].numpy() for p in parts])
+            found.parts.append([p[:in_figure].cpu().numpy() for p in parts])
             found.predictions += [[classes()[c] for c in np.flatnonzero(p)] for p in predicted]
         for i, (example, score, total) in enumerate(zip(chunk, scores.tolist(), totals.tolist(), strict=True)):
             row = {"loss": abbreviation, "patch": example.patch, "class": example.class_name, "score": score}
@@ -309,12 +310,13 @@ def explain_model(
 
 def explain(
     results: Path, encoded: Path, requested: list[dict], out: Path, per_class: int = 5, seed: int = 0,
-    threads: int = 1,
+    threads: int = 1, device: str = "auto",
 ) -> pd.DataFrame:  # fmt: skip
     """Write Fig. 1, its relevance arrays, the conservation and ZBox-bound tables, and the LRP scores (per
     explanation and summarised; header only where the test split has no reference maps). Returns the
     per-explanation scores."""
     torch.set_num_threads(max(1, threads))
+    target = choose_device(device)
     results, encoded, out = Path(results), Path(encoded), Path(out)
     statistics = read_band_statistics(encoded / "band_statistics.csv")
     bounds = zbox_bounds(encoded)
@@ -335,7 +337,7 @@ def explain(
     with tqdm(total=len(models) * len(examples), desc="explain", unit=" explanations", mininterval=2) as progress:
         for loss, path in models.items():
             found[loss] = explain_model(loss, path, examples, len(figure_examples), split, normalizer, statistics,
-                                        bounds, maps, progress)  # fmt: skip
+                                        bounds, maps, progress, target)  # fmt: skip
     rows = np.array([e.row for e in figure_examples])
     batch = split.gather(rows)
     true_labels = [[classes()[c] for c in np.flatnonzero(row)] for row in split.labels[rows].astype(bool)]

@@ -37,7 +37,10 @@ rule explain:
         examples=explain_examples(),
         per_class=config["explain"]["per_class"],
         seed=config["explain"]["seed"],
+        device=config["training"]["device"],
+        gpu_slots=gpu_slot_options(),
     shell:
         "benloss explain --results {params.results} --encoded {input.encoded} --examples {params.examples}"
         " --per-class {params.per_class} --seed {params.seed} --out {params.results} --threads {threads}"
+        " --device {params.device} {params.gpu_slots}"
         " > {log} 2>&1"
