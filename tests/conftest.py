@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,23 @@ from benloss.synth import SynthConfig, make_demo_archive
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_ARCHIVE = ROOT / "tests" / "data" / "BigEarthNet-S2-Example.tar.bz2"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TINY = ROOT / ".test" / "config" / "config.yaml"
+TINY_RESULTS = ROOT / "results" / "tiny"
+
+
+def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_run() -> Path:
+    """The whole study on the tiny config, from scratch, once per session (here, so that every module that
+    uses it shares one run: a fixture imported into a module is a second fixture with its own cache)."""
+    shutil.rmtree(TINY_RESULTS, ignore_errors=True)
+    result = snakemake("--cores", "2", "--configfile", str(TINY), "--quiet", "rules", timeout=1500)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return TINY_RESULTS
 
 
 def require_tool(name: str, reason: str) -> str:

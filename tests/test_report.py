@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from .conftest import require_tool
-from .test_workflow import tiny_run  # noqa: F401  (the session fixture)
 
 
-def test_report_renders_in_headless_chromium(tiny_run, tmp_path):  # noqa: F811
+def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
     chromium = require_tool("chromium", "the browser test needs Debian's chromium package")
     driver_path = require_tool("chromedriver", "the browser test needs Debian's chromium-driver package")
     from selenium import webdriver

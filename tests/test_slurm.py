@@ -16,9 +16,8 @@ import yaml
 
 from benloss.train import TIMING_COLUMNS
 
-from .conftest import ROOT, require_tool
+from .conftest import ROOT, TINY, require_tool
 from .slurm_cluster import SlurmCluster
-from .test_workflow import TINY, snakemake, tiny_run  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the test cluster's daemons must run as root")
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
@@ -52,7 +51,7 @@ def write_config(path: Path, run: str, **training) -> Path:
     return path
 
 
-def test_study_through_slurm_equals_the_local_run(cluster, tiny_run, tmp_path):  # noqa: F811
+def test_study_through_slurm_equals_the_local_run(cluster, tiny_run, tmp_path):
     shutil.rmtree(ROOT / "results" / "slurm", ignore_errors=True)
     config = write_config(tmp_path / "slurm.yaml", "slurm")
     process = slurm_snakemake(cluster, "--configfile", str(config), "--jobs", "4")

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,24 +13,7 @@ import yaml
 
 from benloss.losses import LOSS_IDS, PAPER_LOSS_IDS, loss_info
 
-from .conftest import ROOT
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-TINY = ROOT / ".test" / "config" / "config.yaml"
-TINY_RESULTS = ROOT / "results" / "tiny"
-
-
-def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="session")
-def tiny_run() -> Path:
-    """The whole study on the tiny config (demo archive of 60 patches, two epochs), from scratch."""
-    shutil.rmtree(TINY_RESULTS, ignore_errors=True)
-    result = snakemake("--cores", "2", "--configfile", str(TINY), "--quiet", "rules")
-    assert result.returncode == 0, result.stderr[-4000:]
-    return TINY_RESULTS
+from .conftest import ROOT, TINY, snakemake
 
 
 def test_every_stage_produces_its_outputs(tiny_run):
