@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,17 +97,22 @@ def test_truncated_pixels_are_not_read(pixels):
     assert read_uncompressed(data[: len(data) // 2]) is None
 
 
-def test_real_bigearthnet_bands_are_read_directly():
-    """Every band of the real example patches takes the direct path and equals rasterio's read."""
-    checked = 0
+def real_bands() -> Iterator[tuple[str, bytes]]:
+    """Name and bytes of every GeoTIFF band in the real example archive."""
     with tarfile.open(EXAMPLE) as tar:
         for member in tar:
             if member.name.endswith(".tif"):
-                data = tar.extractfile(member).read()
-                array = read_uncompressed(data)
-                assert array is not None, member.name
-                np.testing.assert_array_equal(array, rasterio_read(data))
-                checked += 1
+                yield member.name, tar.extractfile(member).read()
+
+
+def test_real_bigearthnet_bands_are_read_directly():
+    """Every band of the real example patches takes the direct path and equals rasterio's read."""
+    checked = 0
+    for name, data in real_bands():
+        array = read_uncompressed(data)
+        assert array is not None, name
+        np.testing.assert_array_equal(array, rasterio_read(data))
+        checked += 1
     assert checked >= 12
 
 
@@ -128,14 +134,11 @@ def test_decode_band_checks_what_either_reader_returns():
 def test_writer_reproduces_real_bigearthnet_bands_byte_for_byte():
     """Given a real band's pixels, EPSG code and origin, the writer gives back that band's file, every byte."""
     checked = 0
-    with tarfile.open(EXAMPLE) as tar:
-        for member in tar:
-            if member.name.endswith(".tif"):
-                data = tar.extractfile(member).read()
-                with rasterio.MemoryFile(data) as memory, memory.open() as dataset:
-                    pixels, epsg, where = dataset.read(1), dataset.crs.to_epsg(), dataset.transform
-                assert write_uncompressed(pixels, epsg, where.c, where.f, where.a) == data, member.name
-                checked += 1
+    for name, data in real_bands():
+        with rasterio.MemoryFile(data) as memory, memory.open() as dataset:
+            pixels, epsg, where = dataset.read(1), dataset.crs.to_epsg(), dataset.transform
+        assert write_uncompressed(pixels, epsg, where.c, where.f, where.a) == data, name
+        checked += 1
     assert checked == 72  # 6 patches, 12 bands: 120, 60 and 20 pixels wide
 
 
