@@ -192,7 +192,10 @@ def test_trained_cel_relevance_falls_inside_the_class_regions(trained_demo):
     assert len(scores) >= 20
     detected = scores[scores["score"] > 0]  # classes the model recognises in the patch
     assert len(detected) >= 10
-    assert detected["relevance_mass"].mean() > detected["region_share"].mean() + 0.1
+    # Paired over explanations: relevance in the class's region exceeds the region's share of the patch by more
+    # than two standard errors (one-sided, about the 2.5 % level), not by a fixed margin tuned to one run.
+    excess = detected["relevance_mass"] - detected["region_share"]
+    assert excess.mean() > 2 * excess.std(ddof=1) / np.sqrt(len(excess)), excess.describe()
     assert (root / "figures/lrp_heatmaps.png").read_bytes()[:4] == b"\x89PNG"
     assert (root / "figures/lrp_scores.png").read_bytes()[:4] == b"\x89PNG"
     stored = np.load(root / "explain/relevance.npz")
