@@ -30,12 +30,13 @@ def env_packages(path: Path) -> set[str]:
 
 
 def imports_of(module: str, seen: set[str] | None = None) -> set[str]:
-    """Third-party top-level imports of a benloss module and every benloss module it imports."""
+    """Third-party top-level imports of a benloss module (dotted, below benloss) and every one it imports."""
     seen = set() if seen is None else seen
     if module in seen:
         return set()
     seen.add(module)
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    path = PACKAGE.joinpath(*module.split("."))
+    tree = ast.parse((path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text())
     found: set[str] = set()
     for node in ast.walk(tree):
         names = []
@@ -46,7 +47,7 @@ def imports_of(module: str, seen: set[str] | None = None) -> set[str]:
         for name in names:
             top, _, rest = name.partition(".")
             if top == "benloss" and rest:
-                found |= imports_of(rest.split(".")[0], seen)
+                found |= imports_of(rest, seen)
             elif top not in sys.stdlib_module_names and top != "benloss":
                 found.add(top)
     return found
@@ -59,7 +60,7 @@ def step_modules() -> dict[str, set[str]]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name.startswith("cmd_"):
             steps[node.name[4:]] = {
-                n.module.split(".")[1] for n in ast.walk(node) if isinstance(n, ast.ImportFrom) and n.module
+                n.module.partition(".")[2] for n in ast.walk(node) if isinstance(n, ast.ImportFrom) and n.module
             }
     return steps
 
