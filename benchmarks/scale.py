@@ -31,6 +31,8 @@ with tarfile.open(sys.argv[1], mode="r|gz") as tar:
         if member.isfile():
             tar.extractfile(member).read()
 """
+#: The demo archive in v1.0 layout, as the label and encode stages are told it.
+DEMO = ("--dataset", "demo", "--layout", "v1")
 
 
 def run_measured(command: list[str], log: Path) -> dict:
@@ -64,9 +66,11 @@ def measure_size(patches: int, work: Path) -> list[dict]:
     steps = {
         "interpreter + imports only": [sys.executable, "-c", "import benloss.labels, benloss.encode"],
         "tarfile + gzip reading once": [sys.executable, "-c", READ_ONLY, str(archive)],
-        "labels": benloss("labels", "--archive", str(archive), *lists, "--out", str(work / f"labels-{patches}")),
-        "encode": benloss("encode", "--archive", str(archive), "--labels", str(work / f"labels-{patches}" /
-                          "patches.parquet"), "--band-statistics", str(folder / "band_statistics.csv"),
+        "labels": benloss("labels", *DEMO, "--archive", str(archive), *lists, "--band-statistics",
+                          str(folder / "band_statistics.csv"), "--out", str(work / f"labels-{patches}")),
+        "encode": benloss("encode", *DEMO, "--archive", str(archive), *lists,
+                          "--labels", str(work / f"labels-{patches}" / "patches.parquet"),
+                          "--band-statistics", str(folder / "band_statistics.csv"),
                           "--out", str(work / f"encoded-{patches}")),
     }  # fmt: skip
     for step, command in steps.items():
