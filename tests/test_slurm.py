@@ -32,7 +32,7 @@ def cluster(tmp_path_factory):
     running.stop()
 
 
-def slurm_snakemake(cluster: SlurmCluster, *args: str, timeout: int = 600) -> subprocess.Popen:
+def slurm_snakemake(cluster: SlurmCluster, *args: str, timeout: int = 1200) -> subprocess.Popen:
     """Snakemake through the profile; `timeout -k` because Snakemake ignores a lone SIGTERM while it waits."""
     command = ["timeout", "-k", "20", str(timeout), sys.executable, "-m", "snakemake", "--profile", str(PROFILE),
                "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
@@ -55,7 +55,7 @@ def test_study_through_slurm_equals_the_local_run(cluster, tiny_run, tmp_path):
     shutil.rmtree(ROOT / "results" / "slurm", ignore_errors=True)
     config = write_config(tmp_path / "slurm.yaml", "slurm")
     process = slurm_snakemake(cluster, "--configfile", str(config), "--jobs", "4")
-    output, _ = process.communicate(timeout=700)
+    output, _ = process.communicate(timeout=1300)
     assert process.returncode == 0, output[-5000:]
     results = ROOT / "results" / "slurm"
     for loss in ("cel", "fl", "wcel", "hal", "hl", "rl", "sml"):
@@ -87,7 +87,7 @@ def test_cancelled_training_is_resubmitted_and_resumes(cluster, tmp_path):
     job_ids = [line.split()[0] for line in queue.splitlines() if line.strip()]
     assert job_ids, queue
     subprocess.run(["scancel", *job_ids], env=cluster.env, check=True)
-    output, _ = process.communicate(timeout=600)
+    output, _ = process.communicate(timeout=1300)
     assert process.returncode == 0, output[-5000:]
     log = (ROOT / "results" / "slurmfault" / "logs" / "train" / "cel_seed0.log").read_text()
     resumed = re.search(r"resuming from .*checkpoint\.pt after epoch (\d+)", log)
