@@ -32,7 +32,8 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
 ReturnToService=2
-MinJobAge=300
+# finished jobs stay in scontrol for the tests to inspect (the default 300 s drops early ones of a long run)
+MinJobAge=3600
 KillWait=10
 GresTypes=gpu
 MpiDefault=none
