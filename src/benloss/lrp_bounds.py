@@ -19,11 +19,11 @@ import pandas as pd
 
 from benloss.bands import BAND_GROUPS, BANDS, BandGroup
 from benloss.data import EncodedSplit
+from benloss.training_statistics import FILE_NAME as TRAINING_STATISTICS
 
 log = logging.getLogger(__name__)
 
 REFLECTANCE_MAX = 10000.0
-TRAINING_STATISTICS = "training_band_statistics.csv"
 
 
 @dataclass(frozen=True)
