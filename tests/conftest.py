@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benloss.encode import encode_archive
-from benloss.labels import run_labels
+from benloss.datasets import open_source
+from benloss.prepare import prepare
 from benloss.splits import list_paths
 from benloss.synth import SynthConfig, make_demo_archive
 
@@ -77,14 +77,20 @@ def demo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_labels(demo, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("labels")
-    run_labels(demo / "BigEarthNet-demo.tar.gz", demo_lists(demo), out)
+def demo_prepared(demo, tmp_path_factory) -> Path:
+    """The demo's ``labels/`` and ``encoded/`` (no reference maps), from the workflow's one-pass step."""
+    out = tmp_path_factory.mktemp("prepared")
+    source = open_source("demo", "v1", demo / "BigEarthNet-demo.tar.gz", lists=demo_lists(demo),
+                         band_statistics=demo / "band_statistics.csv")  # fmt: skip
+    prepare(source, out / "labels", out / "encoded")
     return out
 
 
 @pytest.fixture(scope="session")
-def demo_encoded(demo, demo_labels, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("encoded") / "encoded"
-    encode_archive(demo / "BigEarthNet-demo.tar.gz", demo_labels / "patches.parquet", demo / "band_statistics.csv", out)
-    return out
+def demo_labels(demo_prepared) -> Path:
+    return demo_prepared / "labels"
+
+
+@pytest.fixture(scope="session")
+def demo_encoded(demo_prepared) -> Path:
+    return demo_prepared / "encoded"

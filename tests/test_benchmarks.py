@@ -135,7 +135,7 @@ def test_decompression_benchmark_smoke(capsys):
 def test_scale_benchmark_smoke(tmp_path):
     rows = load_script("scale").main(["--quick", "--work", str(tmp_path)])
     steps = {(row["patches"], row["step"]) for row in rows}
-    assert {(8, "labels"), (16, "encode"), (16, "tarfile + gzip reading once")} <= steps
+    assert {(8, "prepare"), (16, "prepare"), (16, "tarfile + gzip reading once")} <= steps
     assert all(row["peak_rss_mb"] > 0 and row["cpu_s"] > 0 for row in rows)
     assert (tmp_path / "scale.csv").read_text().startswith("patches,archive_mb,step,wall_s,cpu_s,peak_rss_mb")
 

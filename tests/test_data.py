@@ -18,10 +18,13 @@ import zstandard
 
 from benloss.archive import ArchiveError, iter_patches
 from benloss.bands import BAND_GROUPS, BANDS, read_band_statistics
+from benloss.datasets import open_source
 from benloss.encode import encode_archive, open_encoded, read_patch_names
 from benloss.labels import read_label_table, run_labels
 from benloss.nomenclature import classes, to_bigearthnet19
+from benloss.prepare import prepare
 from benloss.splits import SPLITS, list_paths, read_list, write_list
+from benloss.streams import READ_AHEAD_BLOCK, READ_AHEAD_BLOCKS
 from benloss.synth import SynthConfig, make_demo_archive, read_masks
 
 from .conftest import EXAMPLE_ARCHIVE, ROOT, demo_lists
@@ -241,27 +244,28 @@ def test_folder_and_zstd_archives_give_the_same_arrays(demo, demo_labels, demo_e
             assert all(np.array_equal(ours[k], reference[k]) for k in reference)
 
 
-def test_encoder_memory_stays_flat(tmp_path):
-    """Python-side memory grows only by a patch's bookkeeping (its name, its row), never by its pixels.
+def test_prepare_memory_stays_flat(tmp_path):
+    """Python-side memory grows only by a patch's bookkeeping (its name, labels and row), never by its pixels.
 
     A patch's bands take 160 kB; each further patch may add 3 kB (a TarFile's list of every header it read
-    once added 11 kB, which for the 590,326 patches of BigEarthNet would have been 6 GB).
+    once added 11 kB, which for the 590,326 patches of BigEarthNet would have been 6 GB). The read-ahead
+    thread holds at most ``READ_AHEAD_BLOCKS`` blocks, less than the smallest archive here.
     """
     peaks = {}
     for patches in (60, 60, 240):  # the first run pays for imports and caches
         folder = tmp_path / str(patches)
         if not folder.exists():
             make_demo_archive(folder, SynthConfig(patches=patches, seed=9))
-            run_labels(folder / "BigEarthNet-demo.tar.gz", demo_lists(folder), folder / "labels")
-        shutil.rmtree(folder / "encoded", ignore_errors=True)
+        source = open_source("demo", "v1", folder / "BigEarthNet-demo.tar.gz", lists=demo_lists(folder),
+                             band_statistics=folder / "band_statistics.csv")  # fmt: skip
+        shutil.rmtree(folder / "out", ignore_errors=True)
         tracemalloc.start()
-        encode_archive(folder / "BigEarthNet-demo.tar.gz", folder / "labels" / "patches.parquet",
-                       folder / "band_statistics.csv", folder / "encoded")  # fmt: skip
+        prepare(source, folder / "out" / "labels", folder / "out" / "encoded")
         peaks[patches] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    kept = {n: sum(len(read_patch_names(tmp_path / str(n) / "encoded", s)) for s in SPLITS) for n in (60, 240)}
+    kept = {n: sum(len(read_patch_names(tmp_path / str(n) / "out" / "encoded", s)) for s in SPLITS) for n in (60, 240)}
     added = kept[240] - kept[60]
-    assert added > 100
+    assert added > 100 and READ_AHEAD_BLOCKS * READ_AHEAD_BLOCK < 60 * 160_000
     assert (peaks[240] - peaks[60]) / added < 3_000
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from benloss.archive import ArchiveError, decode_band
-from benloss.geotiff import read_deflated, read_uncompressed, write_uncompressed
+from benloss.geotiff import _first_directory, read_deflated, read_uncompressed, write_uncompressed
 
 EXAMPLE = Path(__file__).parent / "data" / "BigEarthNet-S2-Example.tar.bz2"
 
@@ -195,3 +196,18 @@ def test_real_reference_map_reads_like_rasterio():
 def test_other_layouts_are_left_to_rasterio(options):
     values = np.ones((32, 32), np.float32 if options.get("predictor") == 3 else np.uint16)
     assert read_deflated(geotiff(values, **options)) is None
+
+
+def test_a_known_directory_pointing_to_other_strips_is_read_again():
+    """The layout cache recognises a directory by its bytes and by the strip table it points to."""
+    band = np.arange(120 * 120, dtype=np.uint16).reshape(120, 120)
+    data = write_uncompressed(band, 32633, 500_000.0, 5_000_000.0, 10.0)
+    assert np.array_equal(read_uncompressed(data), band)  # the layout is known from here on
+    offsets = _first_directory(data, "<")[273]
+    rows = _first_directory(data, "<")[278][0]
+    table = struct.pack("<4I", *offsets)
+    assert len(offsets) == 4 and data.count(table) == 1
+    swapped = data.replace(table, struct.pack("<4I", offsets[1], offsets[0], *offsets[2:]))
+    expected = np.concatenate([band[rows : 2 * rows], band[:rows], band[2 * rows :]])
+    assert np.array_equal(read_uncompressed(swapped), expected)
+    assert np.array_equal(read_uncompressed(data), band)

@@ -80,7 +80,7 @@ def test_paper_config_shows_the_full_plan_without_any_file():
     result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet.yaml"), "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout + result.stderr
-    for rule, count in (("download", 1), ("labels", 1), ("encode", 1), ("train", 7), ("evaluate", 7),
+    for rule, count in (("download", 1), ("prepare", 1), ("train", 7), ("evaluate", 7),
                         ("explain", 1), ("report", 1)):  # fmt: skip
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
 
@@ -97,7 +97,7 @@ def test_v2_config_shows_the_full_plan_without_any_file():
     result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet_v2.yaml"), "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout + result.stderr
-    for rule, count in (("download", 4), ("labels", 1), ("encode", 1), ("train", 7), ("report", 1)):
+    for rule, count in (("download", 4), ("prepare", 1), ("train", 7), ("report", 1)):
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
 
 

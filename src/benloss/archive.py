@@ -72,6 +72,16 @@ def is_tar(path: Path) -> bool:
     return path.is_file() and path.name.endswith(TAR_SUFFIXES)
 
 
+#: Fewer bytes than any patch takes in a tar archive, compressed: 12 bands of 160 kB of Sentinel-2 pixels and
+#: 13 headers of 512 bytes (BigEarthNet: about 112 kB a patch in its .tar.gz).
+MIN_PATCH_BYTES = 8_000
+
+
+def patch_capacity(source: Path) -> int | None:
+    """At most how many patches a tar archive can hold (its size over ``MIN_PATCH_BYTES``); None for a folder."""
+    return Path(source).stat().st_size // MIN_PATCH_BYTES + 1 if is_tar(Path(source)) else None
+
+
 def _classify(member_name: str) -> tuple[str, str] | None:
     match = _MEMBER.search(member_name)
     if match is None:

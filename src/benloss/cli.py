@@ -78,6 +78,12 @@ def cmd_encode(args: argparse.Namespace) -> None:
     encode(_source(args), args.labels, args.out)
 
 
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from benloss.prepare import prepare
+
+    prepare(_source(args), args.labels_out, args.out)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from benloss.gpu import gpu_slot
     from benloss.train import TrainConfig, train
@@ -147,17 +153,17 @@ def parser() -> argparse.ArgumentParser:
     steps = main.add_subparsers(dest="step", required=True, metavar="STEP")
 
     p = steps.add_parser("synth", help="write the demo archive (BigEarthNet format, synthetic content)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--patches", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="folder of the demo archive, its lists and maps")
+    p.add_argument("--patches", type=int, default=1000, help="number of patches")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic content")
     p.add_argument("--format", choices=("v1", "v2"), default="v1", help="BigEarthNet v1.0 or v2.0 layout")
     p.set_defaults(func=cmd_synth)
 
     p = steps.add_parser("download", help="download an archive with resume and md5 verification")
-    p.add_argument("--url", required=True)
-    p.add_argument("--md5", required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--retries", type=int, default=8)
+    p.add_argument("--url", required=True, help="the file's URL")
+    p.add_argument("--md5", required=True, help="its official md5 (hex)")
+    p.add_argument("--out", type=Path, required=True, help="where the verified file goes")
+    p.add_argument("--retries", type=int, default=8, help="attempts, resuming each time, before giving up")
     p.set_defaults(func=cmd_download)
 
     p = steps.add_parser("labels", help="BigEarthNet-19 labels, splits and exclusions of every patch")
@@ -167,20 +173,26 @@ def parser() -> argparse.ArgumentParser:
 
     p = steps.add_parser("encode", help="encode the kept patches into memory-mappable arrays")
     _add_source(p)
-    p.add_argument("--labels", type=Path, required=True, help="patches.parquet")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--labels", type=Path, required=True, help="patches.parquet of the label stage")
+    p.add_argument("--out", type=Path, required=True, help="folder of the encoded arrays")
     p.set_defaults(func=cmd_encode)
 
+    p = steps.add_parser("prepare", help="labels and encode in one pass over the archive (the workflow's step)")
+    _add_source(p)
+    p.add_argument("--labels-out", type=Path, required=True, help="folder of the label table and its summaries")
+    p.add_argument("--out", type=Path, required=True, help="folder of the encoded arrays")
+    p.set_defaults(func=cmd_prepare)
+
     p = steps.add_parser("train", help="train one K-Branch CNN with one loss")
-    p.add_argument("--encoded", type=Path, required=True)
-    p.add_argument("--class-counts", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--loss", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=80)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (train and val splits)")
+    p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (W-CEL's class weights)")
+    p.add_argument("--out", type=Path, required=True, help="the model's folder (model, history, checkpoint)")
+    p.add_argument("--loss", required=True, help="loss id (benloss.losses.LOSS_IDS)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
+    p.add_argument("--width", type=int, default=128, help="units of the fully connected layers (1024 in the paper)")
+    p.add_argument("--epochs", type=int, default=80, help="training epochs (no early stopping)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch")
+    p.add_argument("--lr", type=float, default=1e-4, help="RMSprop learning rate")
     p.add_argument(
         "--weight-decay", type=float, default=0.0, help="decay of conv and linear kernels (the official code: none)"
     )
@@ -188,17 +200,17 @@ def parser() -> argparse.ArgumentParser:
     _add_gpu_options(p)
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the convolutions")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of torch")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--data-on-device", action="store_true", help="keep the encoded arrays on the accelerator")
     p.set_defaults(func=cmd_train)
 
     p = steps.add_parser("evaluate", help="test-split metrics of one trained model")
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--val-scores", type=Path, required=True)
-    p.add_argument("--encoded", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model", type=Path, required=True, help="the trained model.pt")
+    p.add_argument("--val-scores", type=Path, required=True, help="its validation scores (threshold calibration)")
+    p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (test split)")
+    p.add_argument("--out", type=Path, required=True, help="the evaluation folder (metrics, per-class, scores)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of torch")
     _add_gpu_options(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -213,17 +225,17 @@ def parser() -> argparse.ArgumentParser:
 
     p = steps.add_parser("tables", help="Table 1, Table 2 and the per-class table")
     p.add_argument("--results", type=Path, required=True, help="the run's results folder")
-    p.add_argument("--class-counts", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (the rare classes)")
+    p.add_argument("--out", type=Path, required=True, help="the tables folder")
     p.add_argument("--demo", action="store_true", help="label the comparison with the paper as a demo")
     p.add_argument("--intervals", type=Path, default=None, help="the bootstrap's intervals.csv")
     p.set_defaults(func=cmd_tables)
 
     p = steps.add_parser("figures", help="Fig. 2 learning curves, the class-count chart and the pairwise matrix")
-    p.add_argument("--results", type=Path, required=True)
-    p.add_argument("--class-counts", type=Path, required=True)
+    p.add_argument("--results", type=Path, required=True, help="the run's results folder")
+    p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv")
     p.add_argument("--pairwise", type=Path, default=None, help="the bootstrap's pairwise.csv")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the figures folder")
     p.set_defaults(func=cmd_figures)
 
     p = steps.add_parser("explain", help="LRP heatmaps (Fig. 1), their checks and scores against reference maps")
@@ -238,9 +250,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = steps.add_parser("report", help="the self-contained HTML report")
-    p.add_argument("--results", type=Path, required=True)
+    p.add_argument("--results", type=Path, required=True, help="the run's results folder")
     p.add_argument("--config", type=Path, required=True, help="the run's configuration as YAML")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the report's HTML file")
     p.set_defaults(func=cmd_report)
     return main
 

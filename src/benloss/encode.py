@@ -14,15 +14,19 @@ Layout of the output folder (described again in its ``meta.json``)::
                                    file (v1.0, demo in v1.0 layout) or the training split's (v2.0)
 
 Rows follow ``patches.parquet``; arrays are preallocated on disk and filled as patches stream by, so
-peak memory does not grow with the archive. Reference maps stream in a second pass over their archive.
+peak memory does not grow with the archive. Reference maps stream from their own archive afterwards.
+The workflow runs this pass together with the label stage (``benloss.prepare``); ``encode`` alone
+re-encodes from an existing label table.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -30,11 +34,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from benloss.archive import MAP_SIZE, decode_patch
+from benloss.archive import MAP_SIZE, decode_band, patch_capacity
 from benloss.atomic import atomic_outputs
 from benloss.bands import BAND_GROUPS, DTYPE, official_band_statistics
 from benloss.datasets import Source
-from benloss.datasets.base import iter_reference_maps
+from benloss.datasets.base import KnownLabels, Labeller, iter_reference_maps
 from benloss.datasets.bigearthnet_v1 import BigEarthNetV1
 from benloss.diskspace import require_free_space
 from benloss.labels import read_label_table
@@ -45,6 +49,9 @@ from benloss.training_statistics import BandAccumulator
 
 log = logging.getLogger(__name__)
 REFERENCE_MAPS = "reference_maps"
+BAND_PARTS: tuple[str, ...] = tuple(group.name for group in BAND_GROUPS)
+#: Bytes per read and write when compaction moves rows up (bounds its memory).
+MOVE_CHUNK = 64 << 20
 
 
 def array_name(split: str, part: str) -> str:
@@ -64,68 +71,131 @@ def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outd
 
 
 def encode(source: Source, label_table: Path, outdir: Path) -> dict:
-    """Encode the kept patches of ``label_table`` from ``source`` into ``outdir`` (written atomically)."""
-    table = read_label_table(label_table)
-    slot = {
-        name: (split, row) for split in SPLITS for row, name in enumerate(table.loc[table["split"] == split, "patch"])
-    }
-    sizes = {split: int((table["split"] == split).sum()) for split in SPLITS}
-    with_maps = source.reference_maps is not None
-    require_free_space(Path(outdir), encoded_bytes(sum(sizes.values()), with_maps), "the encoded arrays")
+    """Encode the kept patches of ``label_table`` (an earlier label stage's) from ``source`` into ``outdir``."""
+    labeller = KnownLabels(read_label_table(label_table), {})
     with atomic_outputs(Path(outdir)) as (tmp,):
-        tmp.mkdir()
-        arrays = _allocate(tmp, sizes, with_maps)
-        for split in SPLITS:
-            rows = table[table["split"] == split]
-            (tmp / f"{split}_patches.txt").write_text("".join(f"{name}\n" for name in rows["patch"]))
-            for row, labels in enumerate(rows["labels"]):
-                arrays[split]["labels"][row] = multi_hot(labels)
-        statistics = BandAccumulator()
-        _check_all_filled(source.archive, slot, _fill(source, slot, arrays, statistics))
-        if with_maps:
-            _check_all_filled(source.reference_maps, slot, _fill_maps(source.reference_maps, slot, arrays))
-        for split_arrays in arrays.values():
-            split_arrays["labels"].flush()  # band rows and maps went in with pwrite, not through their mappings
-        statistics.write_csv(tmp / TRAINING_STATISTICS)
-        if source.band_statistics is None:
-            statistics.band_statistics().write_csv(tmp / "band_statistics.csv")
-        else:
-            shutil.copyfile(source.band_statistics, tmp / "band_statistics.csv")
-        meta = {
-            "dataset": source.dataset,
-            "version": source.version,
-            "description": source.describe(),
-            "source": str(source.archive),
-            "reference_maps": str(source.reference_maps) if with_maps else None,
-            "normalisation": "training split" if source.band_statistics is None else str(source.band_statistics),
-            "dtype": np.dtype(DTYPE).name,
-            "groups": {g.name: {"bands": list(g.bands), "size": g.size} for g in BAND_GROUPS},
-            "classes": list(classes()),
-            "splits": sizes,
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("encoded %s patches into %s", sizes, outdir)
+        _, _, meta = encode_pass(source, labeller, tmp, Path(outdir))
+    log.info("encoded %s patches into %s", meta["splits"], outdir)
     return meta
 
 
-def _allocate(folder: Path, sizes: dict[str, int], with_maps: bool = False) -> dict[str, dict[str, np.memmap]]:
+def encode_pass(source: Source, labeller: Labeller, tmp: Path, outdir: Path) -> tuple[pd.DataFrame, dict, dict]:
+    """One pass over ``source``'s archive: label table, summary and ``meta.json`` of the arrays written to ``tmp``.
+
+    Band rows are allocated for every candidate of ``labeller`` and filled as the patches stream by; the rows
+    of candidates the table does not keep (no BigEarthNet-19 label, absent from the archive) are compacted away
+    at the end; rows never written take no disk (the files are sparse until then). Reference maps, from their
+    own archive, follow in a stream of that archive.
+    """
+    candidates = labeller.candidates()
+    slot = {name: (split, row) for split, names in candidates.items() for row, name in enumerate(names)}
+    with_maps = source.reference_maps is not None
+    capacity = patch_capacity(source.archive)  # an archive with few of the listed patches needs space for those
+    needed = len(slot) if capacity is None else min(len(slot), capacity)
+    require_free_space(outdir, encoded_bytes(needed, with_maps), "the encoded arrays")
+    tmp.mkdir()
+    bands = _allocate(tmp, {split: len(names) for split, names in candidates.items()}, BAND_PARTS)
+    statistics = BandAccumulator()
+    filled = _fill(source, labeller, slot, bands, statistics)
+    del bands  # rows went in with pwrite; compaction below may cut the files under the mappings
+    table, summary = labeller.finish()
+    _check_all_filled(source.archive, table["patch"], filled)
+    sizes = {split: int((table["split"] == split).sum()) for split in SPLITS}
+    rows = {split: table.loc[table["split"] == split, "patch"].tolist() for split in SPLITS}
+    for split, names in candidates.items():
+        if len(rows[split]) < len(names):
+            kept = set(rows[split])
+            keep = np.fromiter((name in kept for name in names), bool, len(names))
+            for part in BAND_PARTS:
+                compact_rows(tmp / array_name(split, part), keep)
+    labels = _allocate(tmp, sizes, ("labels",))
+    for split in SPLITS:
+        (tmp / f"{split}_patches.txt").write_text("".join(f"{name}\n" for name in rows[split]))
+        for row, names in enumerate(table.loc[table["split"] == split, "labels"]):
+            labels[split]["labels"][row] = multi_hot(names)
+        labels[split]["labels"].flush()
+    if with_maps:
+        maps = _allocate(tmp, sizes, (REFERENCE_MAPS,))  # every row is filled, or the stage fails
+        kept_slot = {name: (split, row) for split, names in rows.items() for row, name in enumerate(names)}
+        _check_all_filled(source.reference_maps, kept_slot, _fill_maps(source.reference_maps, kept_slot, maps))
+    statistics.write_csv(tmp / TRAINING_STATISTICS)
+    if source.band_statistics is None:
+        statistics.band_statistics().write_csv(tmp / "band_statistics.csv")
+    else:
+        shutil.copyfile(source.band_statistics, tmp / "band_statistics.csv")
+    meta = {
+        "dataset": source.dataset,
+        "version": source.version,
+        "description": source.describe(),
+        "source": str(source.archive),
+        "reference_maps": str(source.reference_maps) if with_maps else None,
+        "normalisation": "training split" if source.band_statistics is None else str(source.band_statistics),
+        "dtype": np.dtype(DTYPE).name,
+        "groups": {g.name: {"bands": list(g.bands), "size": g.size} for g in BAND_GROUPS},
+        "classes": list(classes()),
+        "splits": sizes,
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return table, summary, meta
+
+
+def _shape(part: str, rows: int) -> tuple[np.dtype, tuple[int, ...]]:
+    """dtype and shape of one encoded array of ``rows`` rows (``part`` as in ``array_name``)."""
+    if part == "labels":
+        return np.dtype(np.uint8), (rows, len(classes()))
+    if part == REFERENCE_MAPS:
+        return np.dtype(np.uint8), (rows, MAP_SIZE, MAP_SIZE)
+    group = next(g for g in BAND_GROUPS if g.name == part)
+    return np.dtype(DTYPE), (rows, len(group.bands), group.size, group.size)
+
+
+def _allocate(folder: Path, sizes: dict[str, int], parts: tuple[str, ...]) -> dict[str, dict[str, np.memmap]]:
+    """Create each split's ``.npy`` files of ``parts`` at their final size, ready to be filled."""
     arrays: dict[str, dict[str, np.memmap]] = {}
     for split, n in sizes.items():
-        arrays[split] = {
-            g.name: np.lib.format.open_memmap(
-                folder / array_name(split, g.name), mode="w+", dtype=DTYPE, shape=(n, len(g.bands), g.size, g.size)
-            )
-            for g in BAND_GROUPS
-        }
-        arrays[split]["labels"] = np.lib.format.open_memmap(
-            folder / array_name(split, "labels"), mode="w+", dtype=np.uint8, shape=(n, len(classes()))
-        )
-        if with_maps:
-            maps = np.lib.format.open_memmap(
-                folder / array_name(split, REFERENCE_MAPS), mode="w+", dtype=np.uint8, shape=(n, 120, 120)
-            )
-            arrays[split][REFERENCE_MAPS] = maps  # every row is filled, or the stage fails
+        arrays[split] = {}
+        for part in parts:
+            dtype, shape = _shape(part, n)
+            path = folder / array_name(split, part)
+            arrays[split][part] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     return arrays
+
+
+def compact_rows(path: Path, keep: np.ndarray) -> None:
+    """Drop the rows of the ``.npy`` file at ``path`` where ``keep`` is False, in place.
+
+    Kept rows move up in order (block by block), the file is cut to the kept rows and its header rewritten:
+    the result equals an array written with only the kept rows. NumPy pads headers so the row count can
+    grow to 21 digits, so the new header has the old one's length.
+    """
+    array = np.load(path, mmap_mode="r")
+    if len(keep) != len(array):
+        raise ValueError(f"{path}: {len(array)} rows, but {len(keep)} keep flags")
+    offset, row_bytes, shape, dtype = array.offset, array[0:1].nbytes if len(array) else 0, array.shape, array.dtype
+    del array
+    kept = np.flatnonzero(keep)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (len(kept), *shape[1:])}
+    )
+    if len(header.getvalue()) != offset:
+        raise ValueError(f"{path}: a header of {offset} bytes cannot be rewritten in place")
+    with open(path, "r+b") as handle:
+        fd = handle.fileno()
+        breaks = np.flatnonzero(np.diff(kept) != 1) + 1  # runs of consecutive kept rows
+        for run in np.split(kept, breaks) if len(kept) else []:
+            target = int(np.searchsorted(kept, run[0]))
+            if target != run[0]:
+                _move(fd, offset + int(run[0]) * row_bytes, offset + target * row_bytes, len(run) * row_bytes)
+        os.ftruncate(fd, offset + len(kept) * row_bytes)
+        os.pwrite(fd, header.getvalue(), 0)
+
+
+def _move(fd: int, source: int, target: int, size: int) -> None:
+    """Copy ``size`` bytes from ``source`` to an earlier ``target`` of one file, front to back."""
+    for start in range(0, size, MOVE_CHUNK):
+        data = os.pread(fd, min(MOVE_CHUNK, size - start), source + start)
+        os.pwrite(fd, data, target + start)
 
 
 class _RowWriter:
@@ -156,11 +226,12 @@ class _RowWriter:
 
 def _fill(
     source: Source,
+    labeller: Labeller,
     slot: dict[str, tuple[str, int]],
     arrays: dict[str, dict[str, np.memmap]],
     statistics: BandAccumulator,
 ) -> set[str]:
-    """Decode the wanted patches as they stream by, write each into its row and count the training ones."""
+    """Stream the archive past ``labeller``; decode each kept patch into its row and count the training ones."""
     filled: set[str] = set()
     with ExitStack() as stack, tqdm(total=len(slot), desc="encode", unit=" patches", mininterval=2) as progress:
         writers = {
@@ -169,15 +240,18 @@ def _fill(
         }
         for writer in (w for split_writers in writers.values() for w in split_writers.values()):
             stack.callback(writer.close)
+        stacks = {g.name: np.empty((len(g.bands), g.size, g.size), DTYPE) for g in BAND_GROUPS}  # reused
         for patch in source.iter_patches(wanted=set(slot)):
-            if patch.name not in slot:
+            if not labeller.add(patch):
                 continue
             split, row = slot[patch.name]
-            bands = decode_patch(patch)
             for group in BAND_GROUPS:
-                writers[split][group.name].write(row, np.stack([bands[b] for b in group.bands]))
-            if split == "train":
-                statistics.add(bands)
+                stack = stacks[group.name]
+                for channel, band in enumerate(group.bands):
+                    stack[channel] = decode_band(patch.bands[band], patch.name, band)
+                writers[split][group.name].write(row, stack)
+                if split == "train":
+                    statistics.add(group.bands, stack)
             filled.add(patch.name)
             progress.update()
     return filled
@@ -198,8 +272,8 @@ def _fill_maps(path: Path, slot: dict[str, tuple[str, int]], arrays: dict[str, d
     return filled
 
 
-def _check_all_filled(archive: Path, slot: dict[str, tuple[str, int]], filled: set[str]) -> None:
-    missing = sorted(set(slot) - filled)
+def _check_all_filled(archive: Path, wanted: Iterable[str], filled: set[str]) -> None:
+    missing = sorted(set(wanted) - filled)
     if missing:
         raise ValueError(f"{archive}: {len(missing)} labelled patch(es) not found in the archive, e.g. {missing[0]}")
 
@@ -232,7 +306,7 @@ def write_random_encoded(outdir: Path, sizes: dict[str, int], seed: int = 0) -> 
     statistics = official_band_statistics()
     outdir = Path(outdir)
     outdir.mkdir(parents=True)
-    arrays = _allocate(outdir, sizes)
+    arrays = _allocate(outdir, sizes, (*BAND_PARTS, "labels"))
     counts = pd.DataFrame(0, index=pd.Index(classes(), name="class"), columns=list(sizes), dtype=int)
     for split, parts in arrays.items():
         for group in BAND_GROUPS:

@@ -9,6 +9,7 @@ tag) returns ``None`` and the caller falls back to rasterio; the two readers agr
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 
@@ -32,30 +33,90 @@ def read_uncompressed(data: bytes) -> np.ndarray | None:
         return None
     order = "<" if data[:2] == b"II" else ">"
     try:
-        tags = _first_directory(data, order)
-        return _pixels(data, order, tags)
+        layout = _known_layout(data, order)
+        if layout is None:
+            read: list[tuple[int, bytes]] = []
+            tags = _first_directory(data, order, read=read)
+            layout = _one_piece(order, tags)
+            if layout is None:
+                return _pixels(data, order, tags)
+            if len(_LAYOUTS) < _MAX_LAYOUTS:
+                _LAYOUTS[_directory_bytes(data, order)] = (tuple(read), layout)
+        start, dtype, (height, width) = layout
+        image = np.frombuffer(data, dtype, height * width, start).reshape(height, width)
+        return image.astype(dtype.newbyteorder("="), copy=False)
     except (struct.error, ValueError, KeyError, IndexError):
         return None
 
 
-def _first_directory(data: bytes, order: str, read: frozenset[int] = _READ_TAGS) -> dict[int, tuple[int, ...]]:
-    """The integer tags of the first image directory in ``read`` (the GeoKeys and others are skipped)."""
+#: Where, in what dtype and shape an image stored in one piece lies.
+Layout = tuple[int, np.dtype, tuple[int, int]]
+#: Layouts of images stored in one piece, by the bytes of their image directory, with the out-of-line values
+#: (offset, bytes) the directory pointed to. A BigEarthNet band has one of three layouts, so a directory seen
+#: before is recognised by comparing bytes instead of parsing its tags again.
+_LAYOUTS: dict[bytes, tuple[tuple[tuple[int, bytes], ...], Layout]] = {}
+_MAX_LAYOUTS = 64
+
+
+def _directory_bytes(data: bytes, order: str) -> bytes:
     (offset,) = struct.unpack_from(order + "I", data, 4)
     (count,) = struct.unpack_from(order + "H", data, offset)
+    return data[offset : offset + 2 + 12 * count]
+
+
+def _known_layout(data: bytes, order: str) -> Layout | None:
+    """The layout of a directory seen before, if everything it points to holds the same bytes too."""
+    known = _LAYOUTS.get(_directory_bytes(data, order))
+    if known is None:
+        return None
+    read, layout = known
+    return layout if all(data[where : where + len(raw)] == raw for where, raw in read) else None
+
+
+def _one_piece(order: str, tags: dict[int, tuple[int, ...]]) -> Layout | None:
+    """The layout of a simple image whose strips lie back to back, else None."""
+    dtype = _simple_dtype(order, tags)
+    if dtype is None or _TILE_OFFSETS in tags:
+        return None
+    width, height = tags[_WIDTH][0], tags[_HEIGHT][0]
+    rows_per_strip = min(tags.get(_ROWS_PER_STRIP, (height,))[0], height)
+    offsets = tags[_STRIP_OFFSETS]
+    step = rows_per_strip * width * dtype.itemsize
+    if len(offsets) != -(-height // rows_per_strip) or any(b - a != step for a, b in itertools.pairwise(offsets)):
+        return None
+    return offsets[0], dtype, (height, width)
+
+
+def _first_directory(
+    data: bytes, order: str, read_tags: frozenset[int] = _READ_TAGS, read: list[tuple[int, bytes]] | None = None
+) -> dict[int, tuple[int, ...]]:
+    """The integer tags of the first image directory in ``read_tags`` (the GeoKeys and others are skipped).
+
+    The directory's entries are unpacked in one call; single values sit in the entry itself (a SHORT in
+    its first two bytes), longer ones at the offset it holds (appended to ``read`` with their bytes).
+    """
+    (offset,) = struct.unpack_from(order + "I", data, 4)
+    (count,) = struct.unpack_from(order + "H", data, offset)
+    fields = struct.unpack_from(f"{order}{'HHII' * count}", data, offset + 2)
     tags: dict[int, tuple[int, ...]] = {}
-    for entry in range(offset + 2, offset + 2 + 12 * count, 12):
-        tag, kind, n = struct.unpack_from(order + "HHI", data, entry)
-        if kind not in _TYPE_FORMAT or tag not in read:
+    for entry in range(count):
+        tag, kind, n, value = fields[4 * entry : 4 * entry + 4]
+        if kind not in _TYPE_FORMAT or tag not in read_tags:
+            continue
+        if n == 1:
+            tags[tag] = (value if kind == 4 else value & 0xFFFF if order == "<" else value >> 16,)
             continue
         form = _TYPE_FORMAT[kind]
-        inline = n * struct.calcsize(form) <= 4
-        where = entry + 8 if inline else struct.unpack_from(order + "I", data, entry + 8)[0]
+        size = n * struct.calcsize(form)
+        where = offset + 2 + 12 * entry + 8 if size <= 4 else value
         tags[tag] = struct.unpack_from(f"{order}{n}{form}", data, where)
+        if size > 4 and read is not None:
+            read.append((where, data[where : where + size]))
     return tags
 
 
-def _pixels(data: bytes, order: str, tags: dict[int, tuple[int, ...]]) -> np.ndarray | None:
-    width, height = tags[_WIDTH][0], tags[_HEIGHT][0]
+def _simple_dtype(order: str, tags: dict[int, tuple[int, ...]]) -> np.dtype | None:
+    """The pixels' dtype for one uncompressed band of unsigned integers, else None."""
     bits = tags.get(_BITS, (1,))
     simple = (
         tags.get(_COMPRESSION, (_UNCOMPRESSED,))[0] == _UNCOMPRESSED
@@ -65,9 +126,14 @@ def _pixels(data: bytes, order: str, tags: dict[int, tuple[int, ...]]) -> np.nda
         and len(bits) == 1
         and bits[0] in (8, 16, 32)
     )
-    if not simple:
+    return np.dtype(f"{order}u{bits[0] // 8}") if simple else None
+
+
+def _pixels(data: bytes, order: str, tags: dict[int, tuple[int, ...]]) -> np.ndarray | None:
+    width, height = tags[_WIDTH][0], tags[_HEIGHT][0]
+    dtype = _simple_dtype(order, tags)
+    if dtype is None:
         return None
-    dtype = np.dtype(f"{order}u{bits[0] // 8}")
     if _TILE_OFFSETS in tags:
         image = _from_tiles(data, dtype, tags, width, height)
     else:

@@ -33,23 +33,34 @@ def class_counts(table: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
-def write_labels(source: Source, outdir: Path) -> dict:
-    """Write ``patches.parquet``, ``class_counts.csv`` and ``summary.json`` of ``source`` into ``outdir``."""
+def label_files(outdir: Path) -> tuple[Path, Path, Path]:
+    """The label stage's outputs in ``outdir``: the table, the class counts and the summary."""
     outdir = Path(outdir)
+    return outdir / "patches.parquet", outdir / "class_counts.csv", outdir / "summary.json"
+
+
+def require_table_space(source: Source, outdir: Path) -> None:
+    """Stop before reading the archive if ``outdir``'s disk cannot hold the label table."""
     require_free_space(outdir, TABLE_BYTES_PER_PATCH * source.listed(), "the label table and its summaries")
-    table, summary = source.label_table()
+
+
+def write_label_files(source: Source, table: pd.DataFrame, summary: dict, paths: tuple[Path, Path, Path]) -> dict:
+    """Write the table, its class counts and the summary (headed by the source's name) to ``paths``."""
+    parquet, counts, summary_path = paths
     summary = {"dataset": source.dataset, "version": source.version, "description": source.describe(), **summary}
-    with atomic_outputs(outdir / "patches.parquet", outdir / "class_counts.csv", outdir / "summary.json") as (
-        parquet,
-        counts,
-        summary_path,
-    ):
-        stored = table.assign(split=table["split"].astype(str))
-        stored.to_parquet(parquet, index=False)
-        class_counts(table).to_csv(counts)
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    table.assign(split=table["split"].astype(str)).to_parquet(parquet, index=False)
+    class_counts(table).to_csv(counts)
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     log.info("kept %s, dropped %s", summary["kept"], summary["dropped"])
     return summary
+
+
+def write_labels(source: Source, outdir: Path) -> dict:
+    """Write ``patches.parquet``, ``class_counts.csv`` and ``summary.json`` of ``source`` into ``outdir``."""
+    require_table_space(source, outdir)
+    table, summary = source.label_table()
+    with atomic_outputs(*label_files(outdir)) as paths:
+        return write_label_files(source, table, summary, paths)
 
 
 def run_labels(archive: Path, lists: Mapping[str, Path], outdir: Path) -> dict:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import bz2
 import contextlib
 import importlib
+import io
 import logging
+import queue
+import threading
 import zlib
 from pathlib import Path
 from typing import IO
@@ -37,8 +40,16 @@ def available_gzip_decoders() -> list[str]:
     return found
 
 
-def open_decompressed(path: Path) -> IO[bytes]:
-    """The decompressed bytes of a ``.tar.gz``/``.tgz``, ``.tar.zst``, ``.tar.bz2`` or plain ``.tar``."""
+def open_decompressed(path: Path, read_ahead: bool = True) -> IO[bytes]:
+    """The decompressed bytes of a ``.tar.gz``/``.tgz``, ``.tar.zst``, ``.tar.bz2`` or plain ``.tar``.
+
+    With ``read_ahead`` a thread decompresses ahead of the reader (``ReadAhead``).
+    """
+    stream = _open_plain(path)
+    return io.BufferedReader(ReadAhead(stream), READ_AHEAD_BLOCK) if read_ahead else stream
+
+
+def _open_plain(path: Path) -> IO[bytes]:
     if path.name.endswith(".tar.zst"):
         return open_zstd(path)
     if path.name.endswith(GZIP_SUFFIXES):
@@ -46,6 +57,75 @@ def open_decompressed(path: Path) -> IO[bytes]:
     if path.name.endswith(".tar.bz2"):
         return bz2.open(path)
     return open(path, "rb")
+
+
+#: Bytes per block the read-ahead thread hands over, and how many blocks it may hold (bounded memory).
+READ_AHEAD_BLOCK = 1 << 20
+READ_AHEAD_BLOCKS = 4
+
+
+class ReadAhead(io.RawIOBase):
+    """A stream read by a background thread, block by block, so decompression overlaps the reader's work.
+
+    The decoders (zlib, ISA-L, zstd, bz2) release the GIL while they decompress, so on two or more cores the
+    thread's decompression runs beside the parsing and decoding of the blocks already read. At most
+    ``READ_AHEAD_BLOCKS`` blocks wait at a time; an error in the thread is raised by the next read.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__()
+        self._stream = stream
+        self._blocks: queue.Queue[bytes | BaseException] = queue.Queue(READ_AHEAD_BLOCKS)
+        self._current = memoryview(b"")
+        self._ended = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read_ahead, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _read_ahead(self) -> None:
+        try:
+            while not self._stop.is_set():
+                block = self._stream.read(READ_AHEAD_BLOCK)
+                self._hand_over(block)
+                if not block:
+                    return
+        except BaseException as error:  # raised again in the reader's thread
+            self._hand_over(error)
+
+    def _hand_over(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._blocks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._current:
+            if self._ended:
+                return 0
+            item = self._blocks.get()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            if not item:
+                self._ended = True
+                return 0
+            self._current = memoryview(item)
+        size = min(len(buffer), len(self._current))
+        buffer[:size] = self._current[:size]
+        self._current = self._current[size:]
+        return size
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stop.set()
+            self._thread.join()
+            self._stream.close()
+        super().close()
 
 
 def open_gzip(path: Path, decoder: str | None = None) -> IO[bytes]:

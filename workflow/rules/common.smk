@@ -103,7 +103,7 @@ DOWNLOADS = downloads()
 
 
 def archive_path():
-    """The archive the encode stage reads: the demo's, a local copy, or the download."""
+    """The archive the prepare step reads: the demo's, a local copy, or the download."""
     if DEMO:
         return demo_outputs()["archive"]
     if SOURCE == "bigearthnet-v2":
@@ -111,12 +111,11 @@ def archive_path():
     return config["data"]["archive"] or config["data"]["download"]["path"]
 
 
-def source_files(stage):
-    """The files the labels or encode stage reads, keyed by their `benloss` option."""
+def source_files():
+    """The files the prepare step reads, keyed by their `benloss` option."""
     demo = demo_outputs() if DEMO else {}
     files = {}
     if LAYOUT == "v1":
-        files["archive"] = archive_path()
         files["band_statistics"] = demo.get(
             "statistics", config["data"]["band_statistics"]
         )
@@ -126,27 +125,22 @@ def source_files(stage):
     else:
         files["metadata"] = demo.get("metadata") or v2_path("metadata")
         files["exclusions"] = demo.get("exclusions") or v2_path("exclusions")
-    if stage == "encode":
-        files["archive"] = archive_path()
-        if DEMO or LAYOUT == "v2":
-            files["reference_maps"] = demo.get("reference_maps") or v2_path(
-                "reference_maps"
-            )
+    files["archive"] = archive_path()
+    if DEMO or LAYOUT == "v2":
+        files["reference_maps"] = demo.get("reference_maps") or v2_path(
+            "reference_maps"
+        )
     return files
 
 
-def label_inputs(wildcards):
-    return source_files("labels")
-
-
-def encode_inputs(wildcards):
-    return source_files("encode") | {"table": f"{RESULTS}/labels/patches.parquet"}
+def prepare_inputs(wildcards):
+    return source_files()
 
 
 def source_arguments(wildcards, input):
     """`--dataset --layout --archive` and one option per file of the source."""
     options = [f"--dataset {DATASET} --layout {LAYOUT} --archive {archive_path()}"]
-    for name in source_files("encode" if "table" in input.keys() else "labels"):
+    for name in source_files():
         if name != "archive":
             options.append(f"--{name.replace('_', '-')} {input[name]}")
     return " ".join(options)

@@ -33,9 +33,9 @@ rule download:
         " --out {output} > {log} 2>&1"
 
 
-rule labels:
+rule prepare:
     input:
-        unpack(label_inputs),
+        unpack(prepare_inputs),
     output:
         table=f"{RESULTS}/labels/patches.parquet",
         counts=report(
@@ -44,27 +44,13 @@ rule labels:
             category="1. Data",
         ),
         summary=f"{RESULTS}/labels/summary.json",
+        encoded=directory(f"{RESULTS}/encoded"),
     log:
-        f"{RESULTS}/logs/labels.log",
+        f"{RESULTS}/logs/prepare.log",
     conda:
         "../../envs/data.yaml"
     params:
         source=source_arguments,
-        outdir=output_folder,
+        labels=output_folder,
     shell:
-        "benloss labels {params.source} --out {params.outdir} > {log} 2>&1"
-
-
-rule encode:
-    input:
-        unpack(encode_inputs),
-    output:
-        directory(f"{RESULTS}/encoded"),
-    log:
-        f"{RESULTS}/logs/encode.log",
-    conda:
-        "../../envs/data.yaml"
-    params:
-        source=source_arguments,
-    shell:
-        "benloss encode {params.source} --labels {input.table} --out {output} > {log} 2>&1"
+        "benloss prepare {params.source} --labels-out {params.labels} --out {output.encoded} > {log} 2>&1"

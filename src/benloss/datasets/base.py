@@ -46,8 +46,42 @@ class Source(Protocol):
     def label_table(self) -> tuple[pd.DataFrame, dict]:
         """The kept patches (``TABLE_COLUMNS``) and a summary of what was dropped."""
 
+    def labeller(self) -> Labeller:
+        """What labels the patches as they stream by, so one pass over the archive also yields the label table."""
+
     def iter_patches(self, wanted: set[str]) -> Iterator[RawPatch]:
         """Every patch of the archive, with the band bytes of the ``wanted`` ones."""
+
+
+class Labeller(Protocol):
+    """Builds the label table from the patches of one pass over the archive, as they stream by."""
+
+    def candidates(self) -> dict[str, list[str]]:
+        """Per split, in the label table's order, every patch the table may keep (known before the pass)."""
+
+    def add(self, patch: RawPatch) -> bool:
+        """Take the next patch of the stream; True if the label table keeps it."""
+
+    def finish(self) -> tuple[pd.DataFrame, dict]:
+        """The label table and its summary, once every patch has gone by."""
+
+
+class KnownLabels:
+    """A label table known before the pass (v2.0's metadata file, or an earlier label stage's table)."""
+
+    def __init__(self, table: pd.DataFrame, summary: dict) -> None:
+        self.table = table
+        self.summary = summary
+        self.kept = set(table["patch"])
+
+    def candidates(self) -> dict[str, list[str]]:
+        return {split: self.table.loc[self.table["split"] == split, "patch"].tolist() for split in SPLITS}
+
+    def add(self, patch: RawPatch) -> bool:
+        return patch.name in self.kept
+
+    def finish(self) -> tuple[pd.DataFrame, dict]:
+        return self.table, self.summary
 
 
 def finish_table(rows: list[dict]) -> pd.DataFrame:

@@ -47,40 +47,62 @@ class BigEarthNetV1:
     def listed(self) -> int:
         return len(split_of_patches(self.lists))
 
+    def labeller(self) -> V1Labeller:
+        return V1Labeller(self.archive, split_of_patches(self.lists), excluded_patches(self.lists))
+
     def label_table(self) -> tuple[pd.DataFrame, dict]:
         """Read every patch's metadata once: the kept patches and a summary of what was dropped."""
-        archive = self.archive
-        split_of = split_of_patches(self.lists)
-        excluded = excluded_patches(self.lists)
-        rows: list[dict] = []
-        dropped: Counter[str] = Counter()
-        seen: set[str] = set()
-        patches = iter_patches(archive, read_bands=False, expected=V1_FILES)
+        labeller = self.labeller()
+        patches = iter_patches(self.archive, read_bands=False, expected=V1_FILES)
         for patch in tqdm(patches, desc="labels", unit=" patches", mininterval=2):
-            if patch.name in seen:
-                raise ValueError(f"{archive}: patch {patch.name} appears twice")
-            seen.add(patch.name)
-            original = patch.labels(source=str(archive))
-            new = to_bigearthnet19(original, source=f"{archive}: {patch.name}")
-            if patch.name in excluded:
-                dropped[excluded[patch.name]] += 1
-            elif not new:
-                dropped["no_19_class_label"] += 1
-            elif patch.name not in split_of:
-                dropped["not_in_split_lists"] += 1
-            else:
-                rows.append(
-                    {"patch": patch.name, "split": split_of[patch.name], "labels": new, "original_labels": original}
-                )
-        missing = Counter(split for name, split in split_of.items() if name not in seen)
+            labeller.add(patch)
+        return labeller.finish()
+
+
+class V1Labeller:
+    """Labels v1.0 patches from their metadata JSON, the split lists and the snow and cloud/shadow lists."""
+
+    def __init__(self, archive: Path, split_of: dict[str, str], excluded: dict[str, str]) -> None:
+        self.archive = archive
+        self.split_of = split_of
+        self.excluded = excluded
+        self.rows: list[dict] = []
+        self.dropped: Counter[str] = Counter()
+        self.seen: set[str] = set()
+
+    def candidates(self) -> dict[str, list[str]]:
+        """The listed patches that are not excluded, by name: those without a BigEarthNet-19 label drop later."""
+        kept = sorted(name for name in self.split_of if name not in self.excluded)
+        return {split: [name for name in kept if self.split_of[name] == split] for split in SPLITS}
+
+    def add(self, patch: RawPatch) -> bool:
+        if patch.name in self.seen:
+            raise ValueError(f"{self.archive}: patch {patch.name} appears twice")
+        self.seen.add(patch.name)
+        original = patch.labels(source=str(self.archive))
+        new = to_bigearthnet19(original, source=f"{self.archive}: {patch.name}")
+        if patch.name in self.excluded:
+            self.dropped[self.excluded[patch.name]] += 1
+        elif not new:
+            self.dropped["no_19_class_label"] += 1
+        elif patch.name not in self.split_of:
+            self.dropped["not_in_split_lists"] += 1
+        else:
+            split = self.split_of[patch.name]
+            self.rows.append({"patch": patch.name, "split": split, "labels": new, "original_labels": original})
+            return True
+        return False
+
+    def finish(self) -> tuple[pd.DataFrame, dict]:
+        missing = Counter(split for name, split in self.split_of.items() if name not in self.seen)
         if missing:
             log.warning("split lists name %d patch(es) absent from the archive: %s", missing.total(), dict(missing))
-        table = finish_table(rows)
+        table = finish_table(self.rows)
         summary = {
-            "archive": str(archive),
-            "patches_in_archive": len(seen),
+            "archive": str(self.archive),
+            "patches_in_archive": len(self.seen),
             "kept": {split: int((table["split"] == split).sum()) for split in SPLITS},
-            "dropped": {reason: dropped[reason] for reason in DROP_REASONS},
+            "dropped": {reason: self.dropped[reason] for reason in DROP_REASONS},
             "listed_but_absent": {split: missing[split] for split in SPLITS},
         }
         return table, summary

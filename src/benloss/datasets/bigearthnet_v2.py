@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from benloss.archive import V2_FILES, ArchiveError, RawPatch, iter_patches
-from benloss.datasets.base import check_md5, finish_table
+from benloss.datasets.base import KnownLabels, check_md5, finish_table
 from benloss.nomenclature import classes
 from benloss.resources import resource
 from benloss.splits import SPLITS
@@ -60,6 +60,10 @@ class BigEarthNetV2:
         import pyarrow.parquet
 
         return pyarrow.parquet.ParquetFile(self.metadata).metadata.num_rows
+
+    def labeller(self) -> KnownLabels:
+        """The metadata file's table: the Sentinel-2 archive's patches only find their rows in it."""
+        return KnownLabels(*self.label_table())
 
     def label_table(self) -> tuple[pd.DataFrame, dict]:
         """Kept patches from the metadata file, dropped ones from the exclusion file; the archive is not read."""
