@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from benloss.archive import MAP_SIZE, decode_band, patch_capacity
 from benloss.atomic import atomic_outputs
-from benloss.bands import BAND_GROUPS, DTYPE, official_band_statistics
+from benloss.bands import BAND_GROUPS, BAND_SIZE, BANDS, DTYPE, official_band_statistics
 from benloss.datasets import Source
 from benloss.datasets.base import KnownLabels, Labeller, iter_reference_maps
 from benloss.datasets.bigearthnet_v1 import BigEarthNetV1
@@ -44,8 +44,8 @@ from benloss.diskspace import require_free_space
 from benloss.labels import read_label_table
 from benloss.nomenclature import classes, multi_hot
 from benloss.splits import SPLITS
+from benloss.training_statistics import BAND_PIXELS, BAND_STARTS, BandAccumulator
 from benloss.training_statistics import FILE_NAME as TRAINING_STATISTICS
-from benloss.training_statistics import BandAccumulator
 
 log = logging.getLogger(__name__)
 REFERENCE_MAPS = "reference_maps"
@@ -240,18 +240,23 @@ def _fill(
         }
         for writer in (w for split_writers in writers.values() for w in split_writers.values()):
             stack.callback(writer.close)
-        stacks = {g.name: np.empty((len(g.bands), g.size, g.size), DTYPE) for g in BAND_GROUPS}  # reused
+        pixels = np.empty(sum(BAND_PIXELS.values()), DTYPE)  # one patch, its bands back to back, reused
+        start = dict(zip(BANDS, BAND_STARTS.tolist(), strict=True))
+        band_views = {b: pixels[start[b] : start[b] + BAND_PIXELS[b]].reshape(BAND_SIZE[b], -1) for b in BANDS}
+        group_views = {  # a group's bands are consecutive in the encoded order: its row is one slice
+            g.name: pixels[start[g.bands[0]] : start[g.bands[0]] + sum(BAND_PIXELS[b] for b in g.bands)]
+            for g in BAND_GROUPS
+        }
         for patch in source.iter_patches(wanted=set(slot)):
             if not labeller.add(patch):
                 continue
             split, row = slot[patch.name]
+            for band in BANDS:
+                band_views[band][...] = decode_band(patch.bands[band], patch.name, band)
             for group in BAND_GROUPS:
-                stack = stacks[group.name]
-                for channel, band in enumerate(group.bands):
-                    stack[channel] = decode_band(patch.bands[band], patch.name, band)
-                writers[split][group.name].write(row, stack)
-                if split == "train":
-                    statistics.add(group.bands, stack)
+                writers[split][group.name].write(row, group_views[group.name])
+            if split == "train":
+                statistics.add(pixels)
             filled.add(patch.name)
             progress.update()
     return filled

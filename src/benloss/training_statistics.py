@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benloss.bands import BANDS, BandStatistics
+from benloss.bands import BAND_SIZE, BANDS, BandStatistics
 
 FILE_NAME = "training_band_statistics.csv"
 COLUMNS = ("band", "mean", "std", "min", "max")
+BAND_PIXELS: dict[str, int] = {band: BAND_SIZE[band] ** 2 for band in BANDS}
+#: Where each band starts in a patch's pixels flattened in encoded order.
+BAND_STARTS = np.cumsum([0] + [BAND_PIXELS[band] for band in BANDS[:-1]])
 
 
 class BandAccumulator:
@@ -28,15 +31,15 @@ class BandAccumulator:
         self.low: dict[str, int] = {}
         self.high: dict[str, int] = {}
 
-    def add(self, names: tuple[str, ...], stack: np.ndarray) -> None:
-        """Add one patch's bands ``names``, stacked as ``stack`` (bands, height, width) of uint16."""
-        flat = stack.reshape(len(names), -1)
-        wide = flat.astype(np.uint64)
-        totals = wide.sum(axis=1)  # below 2**64: 14,400 pixels of at most 65,535 (squared: 6.2e13)
-        squares = np.einsum("ij,ij->i", wide, wide)
-        lows, highs = flat.min(axis=1).tolist(), flat.max(axis=1).tolist()
-        for band, total, square, low, high in zip(names, totals.tolist(), squares.tolist(), lows, highs, strict=True):
-            self.count[band] += flat.shape[1]
+    def add(self, pixels: np.ndarray) -> None:
+        """Add one patch: its twelve bands' uint16 pixels flattened in encoded order, back to back."""
+        wide = pixels.astype(np.uint64)
+        totals = np.add.reduceat(wide, BAND_STARTS)  # below 2**64: 14,400 pixels of at most 65,535 (squared)
+        squares = np.add.reduceat(wide * wide, BAND_STARTS)
+        lows = np.minimum.reduceat(pixels, BAND_STARTS).tolist()
+        highs = np.maximum.reduceat(pixels, BAND_STARTS).tolist()
+        for band, total, square, low, high in zip(BANDS, totals.tolist(), squares.tolist(), lows, highs, strict=True):
+            self.count[band] += BAND_PIXELS[band]
             self.total[band] += total
             self.squares[band] += square
             self.low[band] = min(self.low.get(band, low), low)

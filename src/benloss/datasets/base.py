@@ -84,8 +84,8 @@ class KnownLabels:
         return self.table, self.summary
 
 
-def finish_table(rows: list[dict]) -> pd.DataFrame:
-    """The label table in its stored order: by split (train, val, test), then patch name."""
+def finish_table(rows: list[tuple[str, str, list[str], list[str]]]) -> pd.DataFrame:
+    """The label table (rows in ``TABLE_COLUMNS`` order) by split (train, val, test), then patch name."""
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table["split"] = pd.Categorical(table["split"], categories=list(SPLITS))
     return table.sort_values(["split", "patch"], kind="stable").reset_index(drop=True)

@@ -6,6 +6,7 @@ Layout: ``<root>/<patch>/<patch>_<band>.tif`` and ``<patch>_labels_metadata.json
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ class V1Labeller:
         self.archive = archive
         self.split_of = split_of
         self.excluded = excluded
-        self.rows: list[dict] = []
+        self.rows: list[tuple[str, str, list[str], list[str]]] = []
         self.dropped: Counter[str] = Counter()
         self.seen: set[str] = set()
 
@@ -79,7 +80,7 @@ class V1Labeller:
         if patch.name in self.seen:
             raise ValueError(f"{self.archive}: patch {patch.name} appears twice")
         self.seen.add(patch.name)
-        original = patch.labels(source=str(self.archive))
+        original = [sys.intern(name) for name in patch.labels(source=str(self.archive))]  # one copy of each name
         new = to_bigearthnet19(original, source=f"{self.archive}: {patch.name}")
         if patch.name in self.excluded:
             self.dropped[self.excluded[patch.name]] += 1
@@ -88,8 +89,7 @@ class V1Labeller:
         elif patch.name not in self.split_of:
             self.dropped["not_in_split_lists"] += 1
         else:
-            split = self.split_of[patch.name]
-            self.rows.append({"patch": patch.name, "split": split, "labels": new, "original_labels": original})
+            self.rows.append((patch.name, self.split_of[patch.name], new, original))
             return True
         return False
 

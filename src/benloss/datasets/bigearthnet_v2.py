@@ -75,7 +75,7 @@ class BigEarthNetV2:
         snow = excluded.get("contains_seasonal_snow", pd.Series(False, index=excluded.index)).astype(bool)
         dropped = set(excluded["patch_id"])
         rows = [
-            {"patch": name, "split": split, "labels": labels, "original_labels": labels}
+            (name, split, labels, labels)
             for name, split, labels in zip(kept["patch_id"], kept["split"], kept["labels"], strict=True)
             if name not in dropped
         ]
