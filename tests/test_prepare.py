@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import tarfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benloss import archive as archive_module
+from benloss import diskspace
 from benloss import encode as encode_module
 from benloss.archive import ArchiveError
 from benloss.datasets import open_source
@@ -23,6 +27,7 @@ from benloss.synth import SynthConfig, make_demo_archive
 
 from .conftest import EXAMPLE_ARCHIVE, ROOT, demo_lists
 from .test_data import OFFICIAL_LISTS, _rewrite_archive
+from .test_diskspace import Usage
 
 ABSENT = "S2A_MSIL2A_20170613T101031_99_99"
 
@@ -171,3 +176,40 @@ def test_real_patches_one_pass_equals_two_passes(tmp_path):
     assert ours == reference
     assert json.loads(ours["labels/summary.json"])["kept"] == {"train": 4, "val": 0, "test": 1}
     assert len(ours["encoded/train_10m.npy"]) < 1_000_000
+
+
+@pytest.mark.parametrize("layout", ["tar.bz2", "folder"])
+def test_disk_check_counts_what_the_archive_can_hold_not_every_listed_patch(tmp_path, monkeypatch, layout):
+    """519,284 listed patches would take 83 GB; the six-patch archive needs a few megabytes, which 1 GB holds
+    (the label table asks for about 0.5 GB)."""
+    archive = EXAMPLE_ARCHIVE
+    if layout == "folder":
+        with tarfile.open(EXAMPLE_ARCHIVE) as tar:
+            tar.extractall(tmp_path / "extracted", filter="data")
+        archive = tmp_path / "extracted"
+    source = open_source("bigearthnet-v1", "v1", archive, lists=OFFICIAL_LISTS,
+                         band_statistics=ROOT / "resources" / "band_statistics.csv")  # fmt: skip
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda path: Usage(10**12, 10**12 - 10**9, 10**9))
+    prepare(source, tmp_path / "ok" / "labels", tmp_path / "ok" / "encoded")
+    assert len(read_patch_names(tmp_path / "ok" / "encoded", "train")) == 4
+
+
+def test_a_disk_too_small_for_the_arrays_stops_the_step_before_it_writes(demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda path: Usage(10**12, 10**12 - 10**5, 10**5))
+    with pytest.raises(diskspace.DiskSpaceError, match="the encoded arrays take about"):
+        prepare(v1_demo_source(demo, demo_lists(demo)), tmp_path / "labels", tmp_path / "encoded")
+    assert not (tmp_path / "encoded").exists() and not (tmp_path / "labels" / "patches.parquet").exists()
+
+
+def test_a_cut_archive_names_the_same_last_patch_with_and_without_read_ahead(demo, tmp_path, monkeypatch):
+    """The error names the last patch read whole or in part: the read-ahead thread must hand over the bytes a
+    failing decoder had produced before it failed."""
+    data = (demo / "BigEarthNet-demo.tar.gz").read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(data[: len(data) * 55 // 100])
+    messages = []
+    for read_ahead in (False, True):
+        monkeypatch.setattr(archive_module, "open_decompressed", lambda path, r=read_ahead: open_decompressed(path, r))
+        with pytest.raises(ArchiveError, match="truncated or corrupt after") as error:
+            list(archive_module.iter_patches(tmp_path / "cut.tar.gz"))
+        messages.append(re.search(r"after \S+/(\S+)_\w+\.(tif|json)", str(error.value)).group(1))
+    assert messages[0] == messages[1]  # the read-ahead keeps what decoded before the error, to within a band

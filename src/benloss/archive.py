@@ -72,14 +72,18 @@ def is_tar(path: Path) -> bool:
     return path.is_file() and path.name.endswith(TAR_SUFFIXES)
 
 
-#: Fewer bytes than any patch takes in a tar archive, compressed: 12 bands of 160 kB of Sentinel-2 pixels and
-#: 13 headers of 512 bytes (BigEarthNet: about 112 kB a patch in its .tar.gz).
+#: Fewer bytes than a patch of Sentinel-2 imagery takes in a compressed tar archive: 12 bands, 160 kB of pixels,
+#: and 13 headers of 512 bytes (BigEarthNet: about 112 kB a patch in its .tar.gz; the demo 123 kB).
 MIN_PATCH_BYTES = 8_000
 
 
-def patch_capacity(source: Path) -> int | None:
-    """At most how many patches a tar archive can hold (its size over ``MIN_PATCH_BYTES``); None for a folder."""
-    return Path(source).stat().st_size // MIN_PATCH_BYTES + 1 if is_tar(Path(source)) else None
+def patch_capacity(source: Path) -> int:
+    """At most how many patches ``source`` holds: a tar archive's size over ``MIN_PATCH_BYTES``, or the number
+    of folders below an extracted archive (each patch is one; walking a full archive takes a while)."""
+    source = Path(source)
+    if is_tar(source):
+        return source.stat().st_size // MIN_PATCH_BYTES + 1
+    return sum(len(folders) for _, folders, _ in os.walk(source))
 
 
 def _classify(member_name: str) -> tuple[str, str] | None:

@@ -40,7 +40,7 @@ from benloss.bands import BAND_GROUPS, BAND_SIZE, BANDS, DTYPE, official_band_st
 from benloss.datasets import Source
 from benloss.datasets.base import KnownLabels, Labeller, iter_reference_maps
 from benloss.datasets.bigearthnet_v1 import BigEarthNetV1
-from benloss.diskspace import require_free_space
+from benloss.diskspace import DiskSpaceError, require_free_space
 from benloss.labels import read_label_table
 from benloss.nomenclature import classes, multi_hot
 from benloss.splits import SPLITS
@@ -90,9 +90,13 @@ def encode_pass(source: Source, labeller: Labeller, tmp: Path, outdir: Path) -> 
     candidates = labeller.candidates()
     slot = {name: (split, row) for split, names in candidates.items() for row, name in enumerate(names)}
     with_maps = source.reference_maps is not None
-    capacity = patch_capacity(source.archive)  # an archive with few of the listed patches needs space for those
-    needed = len(slot) if capacity is None else min(len(slot), capacity)
-    require_free_space(outdir, encoded_bytes(needed, with_maps), "the encoded arrays")
+    try:
+        require_free_space(outdir, encoded_bytes(len(slot), with_maps), "the encoded arrays")
+    except DiskSpaceError:  # an archive with few of the listed patches needs room for those only
+        capacity = patch_capacity(source.archive)
+        if capacity >= len(slot):
+            raise
+        require_free_space(outdir, encoded_bytes(capacity, with_maps), "the encoded arrays")
     tmp.mkdir()
     bands = _allocate(tmp, {split: len(names) for split, names in candidates.items()}, BAND_PARTS)
     statistics = BandAccumulator()
@@ -106,6 +110,8 @@ def encode_pass(source: Source, labeller: Labeller, tmp: Path, outdir: Path) -> 
         if len(rows[split]) < len(names):
             kept = set(rows[split])
             keep = np.fromiter((name in kept for name in names), bool, len(names))
+            if [name for name, kept_row in zip(names, keep, strict=True) if kept_row] != rows[split]:
+                raise RuntimeError(f"the {split} rows were reserved in another order than the label table's")
             for part in BAND_PARTS:
                 compact_rows(tmp / array_name(split, part), keep)
     labels = _allocate(tmp, sizes, ("labels",))
@@ -195,7 +201,8 @@ def _move(fd: int, source: int, target: int, size: int) -> None:
     """Copy ``size`` bytes from ``source`` to an earlier ``target`` of one file, front to back."""
     for start in range(0, size, MOVE_CHUNK):
         data = os.pread(fd, min(MOVE_CHUNK, size - start), source + start)
-        os.pwrite(fd, data, target + start)
+        if os.pwrite(fd, data, target + start) != len(data):
+            raise OSError(f"moving rows: wrote fewer than {len(data)} bytes (disk full?)")
 
 
 class _RowWriter:

@@ -51,17 +51,18 @@ def read_uncompressed(data: bytes) -> np.ndarray | None:
 
 #: Where, in what dtype and shape an image stored in one piece lies.
 Layout = tuple[int, np.dtype, tuple[int, int]]
-#: Layouts of images stored in one piece, by the bytes of their image directory, with the out-of-line values
-#: (offset, bytes) the directory pointed to. A BigEarthNet band has one of three layouts, so a directory seen
-#: before is recognised by comparing bytes instead of parsing its tags again.
+#: Layouts of images stored in one piece, by byte order and the bytes of their image directory, with the
+#: out-of-line values (offset, bytes) the directory pointed to. A BigEarthNet band has one of three layouts, so
+#: a directory seen before is recognised by comparing bytes instead of parsing its tags again.
 _LAYOUTS: dict[bytes, tuple[tuple[tuple[int, bytes], ...], Layout]] = {}
 _MAX_LAYOUTS = 64
 
 
 def _directory_bytes(data: bytes, order: str) -> bytes:
+    """The byte-order mark and the first image directory: the key of a known layout."""
     (offset,) = struct.unpack_from(order + "I", data, 4)
     (count,) = struct.unpack_from(order + "H", data, offset)
-    return data[offset : offset + 2 + 12 * count]
+    return data[:4] + data[offset : offset + 2 + 12 * count]
 
 
 def _known_layout(data: bytes, order: str) -> Layout | None:

@@ -61,6 +61,8 @@ def _open_plain(path: Path) -> IO[bytes]:
 
 #: Bytes per block the read-ahead thread hands over, and how many blocks it may hold (bounded memory).
 READ_AHEAD_BLOCK = 1 << 20
+#: Bytes per decoder call in the read-ahead thread.
+READ_AHEAD_PIECE = 64 << 10
 READ_AHEAD_BLOCKS = 4
 
 
@@ -83,13 +85,22 @@ class ReadAhead(io.RawIOBase):
         self._thread.start()
 
     def _read_ahead(self) -> None:
+        pieces: list[bytes] = []  # read in small pieces: a decoder that fails drops the bytes of its last call
+        size = 0
         try:
             while not self._stop.is_set():
-                block = self._stream.read(READ_AHEAD_BLOCK)
-                self._hand_over(block)
-                if not block:
+                piece = self._stream.read(READ_AHEAD_PIECE)
+                pieces.append(piece)
+                size += len(piece)
+                if size >= READ_AHEAD_BLOCK or (size and not piece):
+                    self._hand_over(b"".join(pieces))
+                    pieces, size = [], 0
+                if not piece:
+                    self._hand_over(b"")
                     return
-        except BaseException as error:  # raised again in the reader's thread
+        except BaseException as error:  # raised again in the reader's thread, after the good bytes
+            if size:
+                self._hand_over(b"".join(pieces))
             self._hand_over(error)
 
     def _hand_over(self, item: bytes | BaseException) -> None:

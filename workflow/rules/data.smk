@@ -47,6 +47,7 @@ rule prepare:
         encoded=directory(f"{RESULTS}/encoded"),
     log:
         f"{RESULTS}/logs/prepare.log",
+    threads: 2  # gzip decoding runs in a thread of its own
     conda:
         "../../envs/data.yaml"
     params:
