@@ -102,5 +102,5 @@ def test_env_declares_what_the_rule_imports(rule, step, env):
 
 
 def test_all_rules_are_covered():
-    assert {rule for rule, _, _ in RULES} >= {"synth", "download", "labels", "encode", "train", "evaluate", "tables",
+    assert {rule for rule, _, _ in RULES} >= {"synth", "download", "prepare", "train", "evaluate", "tables",
                                              "figures", "explain", "report"}  # fmt: skip
