@@ -47,9 +47,9 @@ rule prepare:
         encoded=directory(f"{RESULTS}/encoded"),
     log:
         f"{RESULTS}/logs/prepare.log",
-    threads: 2  # gzip decoding runs in a thread of its own
     conda:
         "../../envs/data.yaml"
+    threads: 2  # gzip decoding runs in a thread of its own
     params:
         source=source_arguments,
         labels=output_folder,
