@@ -31,6 +31,10 @@ BAND_GROUPS: tuple[BandGroup, ...] = (
 #: All twelve bands in encoded order (B10 is not part of BigEarthNet-S2 L2A).
 BANDS: tuple[str, ...] = tuple(band for group in BAND_GROUPS for band in group.bands)
 BAND_SIZE: dict[str, int] = {band: group.size for group in BAND_GROUPS for band in group.bands}
+#: Pixels of each band, where each starts in a patch's bands flattened back to back in encoded order, and their sum.
+BAND_PIXELS: dict[str, int] = {band: BAND_SIZE[band] ** 2 for band in BANDS}
+BAND_STARTS: dict[str, int] = {band: sum(BAND_PIXELS[b] for b in BANDS[: BANDS.index(band)]) for band in BANDS}
+PATCH_PIXELS = sum(BAND_PIXELS.values())
 #: True-colour bands (red, green, blue), all in the 10 m group.
 RGB: tuple[str, str, str] = ("B04", "B03", "B02")
 PATCH_SIZE_M = 1200

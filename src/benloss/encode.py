@@ -36,7 +36,16 @@ from tqdm import tqdm
 
 from benloss.archive import MAP_SIZE, decode_band, patch_capacity
 from benloss.atomic import atomic_outputs
-from benloss.bands import BAND_GROUPS, BAND_SIZE, BANDS, DTYPE, official_band_statistics
+from benloss.bands import (
+    BAND_GROUPS,
+    BAND_PIXELS,
+    BAND_SIZE,
+    BAND_STARTS,
+    BANDS,
+    DTYPE,
+    PATCH_PIXELS,
+    official_band_statistics,
+)
 from benloss.datasets import Source
 from benloss.datasets.base import KnownLabels, Labeller, iter_reference_maps
 from benloss.datasets.bigearthnet_v1 import BigEarthNetV1
@@ -44,8 +53,8 @@ from benloss.diskspace import DiskSpaceError, require_free_space
 from benloss.labels import read_label_table
 from benloss.nomenclature import classes, multi_hot
 from benloss.splits import SPLITS
-from benloss.training_statistics import BAND_PIXELS, BAND_STARTS, BandAccumulator
 from benloss.training_statistics import FILE_NAME as TRAINING_STATISTICS
+from benloss.training_statistics import BandAccumulator
 
 log = logging.getLogger(__name__)
 REFERENCE_MAPS = "reference_maps"
@@ -61,8 +70,7 @@ def array_name(split: str, part: str) -> str:
 
 def encoded_bytes(patches: int, with_maps: bool = False) -> int:
     """Disk bytes of the encoded arrays of ``patches`` patches: their bands, label vectors and reference maps."""
-    pixels = sum(len(group.bands) * group.size**2 for group in BAND_GROUPS)
-    return patches * (pixels * np.dtype(DTYPE).itemsize + len(classes()) + (MAP_SIZE**2 if with_maps else 0))
+    return patches * (PATCH_PIXELS * np.dtype(DTYPE).itemsize + len(classes()) + (MAP_SIZE**2 if with_maps else 0))
 
 
 def encode_archive(archive: Path, label_table: Path, band_statistics: Path, outdir: Path) -> dict:
@@ -247,12 +255,10 @@ def _fill(
         }
         for writer in (w for split_writers in writers.values() for w in split_writers.values()):
             stack.callback(writer.close)
-        pixels = np.empty(sum(BAND_PIXELS.values()), DTYPE)  # one patch, its bands back to back, reused
-        start = dict(zip(BANDS, BAND_STARTS.tolist(), strict=True))
-        band_views = {b: pixels[start[b] : start[b] + BAND_PIXELS[b]].reshape(BAND_SIZE[b], -1) for b in BANDS}
+        pixels = np.empty(PATCH_PIXELS, DTYPE)  # one patch, its bands back to back in encoded order, reused
+        band_views = {b: pixels[BAND_STARTS[b] :][: BAND_PIXELS[b]].reshape(BAND_SIZE[b], -1) for b in BANDS}
         group_views = {  # a group's bands are consecutive in the encoded order: its row is one slice
-            g.name: pixels[start[g.bands[0]] : start[g.bands[0]] + sum(BAND_PIXELS[b] for b in g.bands)]
-            for g in BAND_GROUPS
+            g.name: pixels[BAND_STARTS[g.bands[0]] :][: sum(BAND_PIXELS[b] for b in g.bands)] for g in BAND_GROUPS
         }
         for patch in source.iter_patches(wanted=set(slot)):
             if not labeller.add(patch):

@@ -23,7 +23,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from benloss.atomic import atomic_outputs
-from benloss.bands import BAND_GROUPS, BANDS, PATCH_SIZE_M, BandStatistics, official_band_order
+from benloss.bands import BAND_GROUPS, BANDS, PATCH_PIXELS, PATCH_SIZE_M, BandStatistics, official_band_order
 from benloss.datasets.demo import finish_demo
 from benloss.geotiff import write_uncompressed
 from benloss.nomenclature import classes, conversion, original_labels
@@ -142,7 +142,7 @@ def render_patch(rng: np.random.Generator, region_labels: np.ndarray, spectra: n
     texture = 1 + 0.05 * _smooth_field(rng, 120, 15)
     signal = spectra.T[:, region_labels] * texture * illumination
     # One draw, band by band: each band's multiplicative then its additive noise (as two calls would give).
-    noise = rng.standard_normal(2 * sum(group.size**2 * len(group.bands) for group in BAND_GROUPS))
+    noise = rng.standard_normal(2 * PATCH_PIXELS)
     bands: dict[str, np.ndarray] = {}
     start, first = 0, 0
     for group in BAND_GROUPS:

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benloss.bands import BAND_SIZE, BANDS, BandStatistics
+from benloss.bands import BAND_PIXELS, BAND_STARTS, BANDS, BandStatistics
 
 FILE_NAME = "training_band_statistics.csv"
 COLUMNS = ("band", "mean", "std", "min", "max")
-BAND_PIXELS: dict[str, int] = {band: BAND_SIZE[band] ** 2 for band in BANDS}
-#: Where each band starts in a patch's pixels flattened in encoded order.
-BAND_STARTS = np.cumsum([0] + [BAND_PIXELS[band] for band in BANDS[:-1]])
+_STARTS = np.array([BAND_STARTS[band] for band in BANDS])
 
 
 class BandAccumulator:
@@ -34,10 +32,10 @@ class BandAccumulator:
     def add(self, pixels: np.ndarray) -> None:
         """Add one patch: its twelve bands' uint16 pixels flattened in encoded order, back to back."""
         wide = pixels.astype(np.uint64)
-        totals = np.add.reduceat(wide, BAND_STARTS)  # below 2**64: 14,400 pixels of at most 65,535 (squared)
-        squares = np.add.reduceat(wide * wide, BAND_STARTS)
-        lows = np.minimum.reduceat(pixels, BAND_STARTS).tolist()
-        highs = np.maximum.reduceat(pixels, BAND_STARTS).tolist()
+        totals = np.add.reduceat(wide, _STARTS)  # below 2**64: 14,400 pixels of at most 65,535 (squared)
+        squares = np.add.reduceat(wide * wide, _STARTS)
+        lows = np.minimum.reduceat(pixels, _STARTS).tolist()
+        highs = np.maximum.reduceat(pixels, _STARTS).tolist()
         for band, total, square, low, high in zip(BANDS, totals.tolist(), squares.tolist(), lows, highs, strict=True):
             self.count[band] += BAND_PIXELS[band]
             self.total[band] += total
