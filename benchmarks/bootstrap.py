@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from benloss.statistics import CHUNK, N_BOOT, bootstrap_metrics
+from benloss.evaluation.bootstrap import CHUNK, N_BOOT, bootstrap_metrics
 
 
 def main(argv: list[str] | None = None) -> dict:

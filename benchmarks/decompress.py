@@ -5,8 +5,8 @@
 
 For each gzip decoder installed (the standard library's, ISA-L's igzip, zlib-ng, rapidgzip on 1 and on all
 cores) and for zstandard's streaming reader over the same tar recompressed as ``.tar.zst``: the time to
-decompress the whole archive, and to walk it with ``tarfile`` reading every member as ``benloss.archive``
-does (``benloss.tarstream``). ``tarfile.open(mode="r|gz")`` reading every member, the standard library's
+decompress the whole archive, and to walk it with ``tarfile`` reading every member as ``benloss.data.archive``
+does (``benloss.data.tarstream``). ``tarfile.open(mode="r|gz")`` reading every member, the standard library's
 own route and how ``benloss`` read archives before, is the baseline. Best of ``--repeat``
 runs (page cache warm); CPU seconds beside wall seconds, as this shared machine's wall times vary.
 """
@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from benloss.streams import available_gzip_decoders, open_gzip, open_zstd
-from benloss.synth import SynthConfig, make_demo_archive
-from benloss.tarstream import iter_files
+from benloss.data.streams import available_gzip_decoders, open_gzip, open_zstd
+from benloss.data.synth import SynthConfig, make_demo_archive
+from benloss.data.tarstream import iter_files
 
 CHUNK = 1 << 20
 
@@ -40,7 +40,7 @@ def drain(stream: IO[bytes]) -> int:
 
 
 def walk_tar(stream: IO[bytes]) -> int:
-    """Read every file of a streamed tar as ``benloss.archive`` does (``benloss.tarstream``); their number."""
+    """Read every file of a streamed tar as ``benloss.data.archive`` does (``benloss.data.tarstream``); their number."""
     return sum(1 for _ in iter_files(stream, lambda name: True))
 
 

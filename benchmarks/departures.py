@@ -32,12 +32,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from benloss import models
-from benloss.data import EncodedSplit
-from benloss.evaluate import calibrate, evaluate_scores, predict_scores
-from benloss.losses import LOSS_IDS, build_loss
-from benloss.metrics import MultiLabelMetrics, calibrate_thresholds
-from benloss.train import TrainConfig, Trainer, load_model
+from benloss.evaluation.evaluate import calibrate, evaluate_scores, predict_scores
+from benloss.evaluation.metrics import MultiLabelMetrics, calibrate_thresholds
+from benloss.facts.loss_catalog import LOSS_IDS
+from benloss.training import models
+from benloss.training.batches import EncodedSplit
+from benloss.training.config import TrainConfig
+from benloss.training.losses import build_loss
+from benloss.training.train import Trainer, load_model
 
 COLUMNS = ("item", "variant", "loss", "seed", "epochs", "f1_samples", "recall_samples", "precision_samples",
            "calibrated_f1_samples", "calibrated_recall_samples", "calibrated_precision_samples", "seconds")  # fmt: skip

@@ -35,11 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench
 
-from benloss.bands import official_band_statistics
-from benloss.data import DeviceResidentSplit, EncodedSplit, batch_plan, loader, to_device
-from benloss.encode import write_random_encoded
-from benloss.losses import LOSS_IDS
-from benloss.models import BandNormalizer
+from benloss.data.encode import write_random_encoded
+from benloss.facts.bands import official_band_statistics
+from benloss.facts.loss_catalog import LOSS_IDS
+from benloss.training.batches import DeviceResidentSplit, EncodedSplit, batch_plan, loader, to_device
+from benloss.training.models import BandNormalizer
 
 ROOT = bench.ROOT
 VARIANTS = ("fp32", "bf16", "bf16+channels-last", "bf16+channels-last+compile")
@@ -221,8 +221,8 @@ def lrp_seconds(device: str, width: int) -> float | None:
     """Seconds for one model's LRP of ``LRP_BATCH`` examples; ``None`` without zennit."""
     if importlib.util.find_spec("zennit") is None:
         return None
-    from benloss.explain import relevance
-    from benloss.models import KBranchCNN
+    from benloss.explanation.explain import relevance
+    from benloss.training.models import KBranchCNN
 
     model = KBranchCNN(width).to(device).eval()
     inputs = tuple(x.to(device) for x in bench.random_inputs(LRP_BATCH, "cpu", torch.contiguous_format))

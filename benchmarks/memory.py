@@ -19,14 +19,14 @@ from pathlib import Path
 
 import psutil
 
-from benloss.encode import write_random_encoded
+from benloss.data.encode import write_random_encoded
 
 ROOT = Path(__file__).resolve().parents[1]
 #: --loader-only: two epochs of the training loader over both splits, no model (minutes of CPU become seconds).
 LOADER_EPOCHS = """
 import logging, sys
-from benloss.data import EncodedSplit, batch_plan, loader, split_bytes
-from benloss.memory import warn_if_uncached
+from benloss.training.batches import EncodedSplit, batch_plan, loader, split_bytes
+from benloss.training.memory import warn_if_uncached
 logging.basicConfig(level=logging.INFO)
 encoded, batch, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 splits = [EncodedSplit(encoded, name) for name in ("train", "val")]
@@ -80,8 +80,9 @@ def measure(args: argparse.Namespace) -> dict:
         evict(encoded)
         command = [sys.executable, "-m", "benloss", "train", "--encoded", str(encoded), "--class-counts",
                    str(encoded / "class_counts.csv"), "--out", str(Path(tmp) / "model"), "--loss", "cel",
-                   "--width", str(args.width), "--epochs", "1", "--batch-size", str(args.batch), "--workers",
-                   str(args.workers), "--threads", str(args.threads), "--device", "cpu"]  # fmt: skip
+                   "--model", json.dumps({"width": args.width}),
+                   "--training", json.dumps({"epochs": 1, "batch_size": args.batch, "workers": args.workers,
+                                             "threads": args.threads, "device": "cpu"})]  # fmt: skip
         if args.loader_only:
             command = [sys.executable, "-c", LOADER_EPOCHS, str(encoded), str(args.batch), str(args.workers)]
         cgroup, procs = make_cgroup(args.limit_mb) if args.limit_mb else (None, None)

@@ -28,14 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benloss.archive import decode_band_with_rasterio, decode_patch, iter_patches
-from benloss.bands import BAND_GROUPS
-from benloss.data import DeviceResidentSplit, EncodedSplit, batch_plan
-from benloss.encode import encode_archive, read_patch_names
-from benloss.labels import run_labels
-from benloss.models import KBranchCNN
-from benloss.splits import list_paths
-from benloss.synth import SynthConfig, make_demo_archive
+from benloss.data.archive import decode_band_with_rasterio, decode_patch, iter_patches
+from benloss.data.encode import encode_archive
+from benloss.data.encoded import read_patch_names
+from benloss.data.labels import run_labels
+from benloss.data.synth import SynthConfig, make_demo_archive
+from benloss.facts.bands import BAND_GROUPS
+from benloss.facts.splits import list_paths
+from benloss.training.batches import DeviceResidentSplit, EncodedSplit, batch_plan
+from benloss.training.models import KBranchCNN
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES = 269_695

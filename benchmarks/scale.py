@@ -65,7 +65,7 @@ def measure_size(patches: int, work: Path) -> list[dict]:
         rows.append({"step": "synth (demo generator)", **synth})
     lists = [f"--{key}={folder / 'lists' / name}" for key, name in LISTS.items()]
     steps = {
-        "interpreter + imports only": [sys.executable, "-c", "import benloss.prepare"],
+        "interpreter + imports only": [sys.executable, "-c", "import benloss.data.prepare"],
         "tarfile + gzip reading once": [sys.executable, "-c", READ_ONLY, str(archive)],
         "prepare": benloss("prepare", *DEMO, "--archive", str(archive), *lists, "--band-statistics",
                            str(folder / "band_statistics.csv"), "--labels-out", str(work / f"labels-{patches}"),

@@ -3,54 +3,27 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from benloss.datasets import open_source
-from benloss.prepare import prepare
-from benloss.splits import list_paths
-from benloss.synth import SynthConfig, make_demo_archive
+from benloss.data.prepare import prepare
+from benloss.data.sources import open_source
+from benloss.data.synth import SynthConfig, make_demo_archive
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_ARCHIVE = ROOT / "tests" / "data" / "BigEarthNet-S2-Example.tar.bz2"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-TINY = ROOT / ".test" / "config" / "config.yaml"
-TINY_RESULTS = ROOT / "results" / "tiny"
-
-
-def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+from .support import GPU_TESTS_ON_CPU, TINY, demo_lists, snakemake
 
 
 @pytest.fixture(scope="session")
-def tiny_run() -> Path:
-    """The whole study on the tiny config, from scratch, once per session (here, so that every module that
-    uses it shares one run: a fixture imported into a module is a second fixture with its own cache)."""
-    shutil.rmtree(TINY_RESULTS, ignore_errors=True)
-    result = snakemake("--cores", "2", "--configfile", str(TINY), "--quiet", "rules", timeout=1500)
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole study on the tiny config, from scratch, once per session, under a temporary results folder (here,
+    so that every module that uses it shares one run: a fixture imported into a module has its own cache)."""
+    results = tmp_path_factory.mktemp("results")
+    result = snakemake("--cores", "2", "--configfile", str(TINY), "--config", f"results={results}", "--quiet",
+                       "rules", timeout=1500)  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
-    return TINY_RESULTS
-
-
-def require_tool(name: str, reason: str) -> str:
-    """The tool's path; a skip with ``reason`` where it is missing, but a failure under CI."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found: {reason}"
-        if IN_CI:
-            pytest.fail(message + " (CI must install it: see .ci/run)")
-        pytest.skip(message)
-    return path
-
-
-#: Set by `benchmarks/gpu_check.py --smoke`: the tests marked ``gpu`` run on the CPU (the code paths, not the card).
-GPU_TESTS_ON_CPU = "BENLOSS_GPU_TESTS_ON_CPU"
+    return results / "tiny"
 
 
 @pytest.fixture
@@ -62,10 +35,6 @@ def accelerator() -> torch.device:
     if os.environ.get(GPU_TESTS_ON_CPU) == "1":
         return torch.device("cpu")
     pytest.skip("no CUDA device: run `make gpu-check` on a GPU machine")
-
-
-def demo_lists(folder: Path) -> dict[str, Path]:
-    return list_paths(folder / "lists")
 
 
 @pytest.fixture(scope="session")

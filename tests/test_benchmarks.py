@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from .conftest import ROOT
+from .support import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_departures_smoke(departures, demo_encoded, demo_labels, tmp_path, capsy
 
 
 def test_departures_old_block_is_the_replaced_pad_then_crop(departures):
-    from benloss.models import KBranchCNN
+    from benloss.training.models import KBranchCNN
 
     with departures.bn_grid("pad-crop"):
         old = KBranchCNN(width=4)

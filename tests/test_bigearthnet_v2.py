@@ -16,17 +16,24 @@ import rasterio
 import yaml
 import zstandard
 
-from benloss.archive import ArchiveError
-from benloss.bands import BAND_GROUPS, BANDS, read_band_statistics
-from benloss.datasets import open_source
-from benloss.datasets.bigearthnet_v2 import EXCLUSIONS, METADATA
-from benloss.encode import encode, open_encoded, read_patch_names, read_reference_maps
-from benloss.labels import read_label_table, write_labels
-from benloss.nomenclature import NO_CLASS, UnknownCorineCodeError, classes, corine_to_class_index, reference_map_labels
-from benloss.splits import list_paths
-from benloss.synth import SynthConfig, class_region, make_demo_archive, read_masks
+from benloss.data.archive import ArchiveError
+from benloss.data.encode import encode
+from benloss.data.encoded import open_encoded, read_patch_names, read_reference_maps
+from benloss.data.labels import read_label_table, write_labels
+from benloss.data.sources import open_source
+from benloss.data.sources.bigearthnet_v2 import EXCLUSIONS, METADATA
+from benloss.data.synth import SynthConfig, class_region, make_demo_archive, read_masks
+from benloss.facts.bands import BAND_GROUPS, BANDS, read_band_statistics
+from benloss.facts.nomenclature import (
+    NO_CLASS,
+    UnknownCorineCodeError,
+    classes,
+    corine_to_class_index,
+    reference_map_labels,
+)
+from benloss.facts.splits import list_paths
 
-from .conftest import ROOT
+from .support import ROOT
 
 SHIPPED = ROOT / "resources" / "bigearthnet_v2"
 REAL = ROOT / "tests" / "data" / "bigearthnet-v2"

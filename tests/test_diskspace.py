@@ -8,13 +8,13 @@ from collections import namedtuple
 import numpy as np
 import pytest
 
-from benloss import diskspace
-from benloss.diskspace import DiskSpaceError, require_free_space
-from benloss.encode import encode_archive, encoded_bytes
-from benloss.labels import TABLE_BYTES_PER_PATCH, run_labels
-from benloss.splits import read_list
+from benloss.data import diskspace
+from benloss.data.diskspace import DiskSpaceError, require_free_space
+from benloss.data.encode import encode_archive, encoded_bytes
+from benloss.data.labels import TABLE_BYTES_PER_PATCH, run_labels
+from benloss.facts.splits import read_list
 
-from .conftest import demo_lists
+from .support import demo_lists
 
 Usage = namedtuple("Usage", "total used free")
 

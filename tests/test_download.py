@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benloss.download import DownloadError, download
+from benloss.data.download import DownloadError, download
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB
 MD5 = hashlib.md5(PAYLOAD).hexdigest()

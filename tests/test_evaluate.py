@@ -11,14 +11,17 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from benloss.evaluate import calibrate, evaluate, evaluate_scores
-from benloss.figures import learning_curves, pairwise_matrix, time_curves, write_figures
-from benloss.losses import PAPER_LOSS_IDS, build_loss, loss_info, sparsemax
-from benloss.metrics import calibrate_sample_f1_thresholds, calibrate_thresholds
-from benloss.models import KBranchCNN
-from benloss.nomenclature import classes
-from benloss.tables import agreement_summary, epochs_to_fraction, marks, paper_marks, write_tables
-from benloss.train import TrainConfig
+from benloss.evaluation.evaluate import calibrate, evaluate, evaluate_scores
+from benloss.evaluation.metrics import calibrate_sample_f1_thresholds, calibrate_thresholds
+from benloss.facts.loss_catalog import PAPER_LOSS_IDS, loss_info
+from benloss.facts.nomenclature import classes
+from benloss.report.figures import learning_curves, pairwise_matrix, time_curves, write_figures
+from benloss.report.tables import agreement_summary, epochs_to_fraction, marks, paper_marks, write_tables
+from benloss.training.config import TrainConfig
+from benloss.training.losses import build_loss, sparsemax
+from benloss.training.models import KBranchCNN
+
+from .support import histories_of, table_inputs, write_fake_run
 
 
 def constant_model(path: Path, bias: np.ndarray, loss: str = "cel") -> None:
@@ -84,38 +87,9 @@ def test_other_losses_calibrate_per_class_on_raw_scores():
     np.testing.assert_array_equal(calibrate(build_loss("cel"), scores, labels), calibrate_thresholds(scores, labels))
 
 
-def write_fake_run(root: Path, losses=PAPER_LOSS_IDS, seeds=(0, 1)) -> dict:
-    """Histories and metrics with known numbers: loss i, seed s has test F1 = 0.1 i + 0.01 s."""
-    truth = {}
-    for i, loss in enumerate(losses):
-        for seed in seeds:
-            f1 = 0.1 * i + 0.01 * seed
-            truth[(loss, seed)] = f1
-            folder = root / "models" / loss / f"seed{seed}"
-            folder.mkdir(parents=True)
-            epochs = np.arange(1, 6)
-            curve = f1 * np.minimum(epochs / (i + 1), 1.0)
-            pd.DataFrame({"epoch": epochs, "train_loss": 1.0, "val_loss": 1 / epochs, "f1_samples": curve,
-                          "f1_micro": curve, "f1_macro": curve, "zero_grad_fraction": 0.01 * i,
-                          "train_seconds": 1.0 + i, "val_seconds": 1.0, "images_per_second": 1.0}).to_csv(
-                folder / "history.csv", index=False)  # fmt: skip
-            evaluation = root / "eval" / loss / f"seed{seed}"
-            evaluation.mkdir(parents=True)
-            own = {"precision_samples": f1 + 0.05, "recall_samples": f1 - 0.05, "f1_samples": f1, "f1_micro": f1,
-                   "f1_macro": f1 / 2, "precision_micro": f1 + 0.04, "recall_micro": f1 - 0.04,
-                   "precision_macro": f1 / 2 + 0.01, "recall_macro": f1 / 2 - 0.01}  # fmt: skip
-            document = {"own_rule": own, "calibrated": {"f1_samples": f1 + 0.1}}
-            (evaluation / "metrics.json").write_text(json.dumps(document))
-            pd.DataFrame({"class": classes(), "precision": f1, "recall": f1, "f1": np.linspace(0, f1, 19),
-                          "support": 1}).to_csv(evaluation / "per_class.csv", index=False)  # fmt: skip
-    counts = pd.DataFrame({"class": classes(), "train": np.arange(19, 0, -1), "val": 1, "test": 1})
-    counts.to_csv(root / "class_counts.csv", index=False)
-    return truth
-
-
 def test_table1_means_and_stds(tmp_path):
     truth = write_fake_run(tmp_path)
-    tables = write_tables(tmp_path, tmp_path / "class_counts.csv", tmp_path / "tables", demo=True)
+    tables = write_tables(*table_inputs(tmp_path), tmp_path / "class_counts.csv", tmp_path / "tables", demo=True)
     long = tables["table1"]
     f1 = long[long["metric"] == "F1"].set_index("loss")
     assert list(f1.index) == ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"]
@@ -139,7 +113,7 @@ def test_table1_takes_the_bootstrap_intervals_of_each_row(tmp_path):
             ]  # fmt: skip
     pd.DataFrame(rows).to_csv(tmp_path / "intervals.csv", index=False)
     long = write_tables(
-        tmp_path, tmp_path / "class_counts.csv", tmp_path / "out", intervals=tmp_path / "intervals.csv"
+        *table_inputs(tmp_path), tmp_path / "class_counts.csv", tmp_path / "out", intervals=tmp_path / "intervals.csv"
     )["table1"]
     sml = long[long["loss"] == "SML"].set_index("metric")
     assert sml.loc["P", "ci_low"] == 60 and sml.loc["F1", "ci_high"] == 66 and sml.loc["F1 micro", "ci_low"] == 62
@@ -150,7 +124,7 @@ def test_table1_takes_the_bootstrap_intervals_of_each_row(tmp_path):
 
 def test_table2_numbers_and_marks(tmp_path):
     write_fake_run(tmp_path)
-    table2 = write_tables(tmp_path, tmp_path / "class_counts.csv", tmp_path / "tables")["table2"]
+    table2 = write_tables(*table_inputs(tmp_path), tmp_path / "class_counts.csv", tmp_path / "tables")["table2"]
     assert table2.loc["SML", "test_f1"] == pytest.approx(0.605)
     assert list(table2["test_f1_mark"]) == ["L", "L", "M", "M", "H", "H", "H"]
     # Curves reach their final value at epoch i + 1, so 90 % is first reached at epoch ceil(0.9 (i + 1)).
@@ -165,7 +139,7 @@ def test_table2_numbers_and_marks(tmp_path):
 
 def test_table2_sets_the_paper_marks_beside_the_measured_ones(tmp_path):
     write_fake_run(tmp_path)
-    table2 = write_tables(tmp_path, tmp_path / "class_counts.csv", tmp_path / "tables")["table2"]
+    table2 = write_tables(*table_inputs(tmp_path), tmp_path / "class_counts.csv", tmp_path / "tables")["table2"]
     assert list(table2["paper_overall_accuracy"]) == ["L", "L", "M", "M", "M", "L", "H"]
     assert list(table2["paper_convexity_differentiability"]) == ["M", "M", "M", "NA", "H", "NA", "M"]
     # Measured overall-accuracy marks are L L M M H H H (test_f1 rises with the loss's position).
@@ -199,9 +173,9 @@ def test_marks_by_thirds():
 
 def test_figures_plot_one_curve_per_loss_with_the_data(tmp_path):
     write_fake_run(tmp_path)
-    from benloss.results import histories
+    from benloss.evaluation.results import histories
 
-    figure = learning_curves(histories(tmp_path))
+    figure = learning_curves(histories(histories_of(tmp_path)))
     f1_axis = figure.axes[0]
     lines = {line.get_label(): line for line in f1_axis.get_lines()}
     assert list(lines) == ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML"]
@@ -209,7 +183,7 @@ def test_figures_plot_one_curve_per_loss_with_the_data(tmp_path):
     np.testing.assert_allclose(lines["SML"].get_ydata(), expected)
     assert len(f1_axis.collections) == 7  # a ± std band per loss, two seeds each
     assert len({line.get_color() for line in lines.values()}) == 7
-    write_figures(tmp_path, tmp_path / "class_counts.csv", tmp_path / "figures")
+    write_figures(histories_of(tmp_path), tmp_path / "class_counts.csv", tmp_path / "figures")
     assert (tmp_path / "figures" / "f1_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "figures" / "f1_curves.pdf").read_bytes()[:5] == b"%PDF-"
     assert (tmp_path / "figures" / "class_counts.png").stat().st_size > 10_000
@@ -217,9 +191,9 @@ def test_figures_plot_one_curve_per_loss_with_the_data(tmp_path):
 
 def test_time_curves_put_validation_f1_against_summed_training_seconds(tmp_path):
     write_fake_run(tmp_path)
-    from benloss.results import histories
+    from benloss.evaluation.results import histories
 
-    lines = {line.get_label(): line for line in time_curves(histories(tmp_path)).axes[0].get_lines()}
+    lines = {line.get_label(): line for line in time_curves(histories(histories_of(tmp_path))).axes[0].get_lines()}
     # SML (position 6) trains 7 s per epoch; its curve is 0.605 · min(epoch / 7, 1) averaged over seeds.
     np.testing.assert_allclose(lines["SML"].get_xdata(), 7.0 * np.arange(1, 6))
     np.testing.assert_allclose(lines["SML"].get_ydata(), 0.605 * np.arange(1, 6) / 7)
@@ -237,6 +211,11 @@ def test_pairwise_matrix_is_antisymmetric_and_stars_significant_cells(tmp_path):
     assert {"-2.5*", "+2.5*", "+1.0", "-1.0", "+3.5*", "-3.5*"} == texts
     pairwise.to_csv(tmp_path / "pairwise.csv", index=False)
     write_fake_run(tmp_path)
-    write_figures(tmp_path, tmp_path / "class_counts.csv", tmp_path / "figures", pairwise=tmp_path / "pairwise.csv")
+    write_figures(
+        histories_of(tmp_path),
+        tmp_path / "class_counts.csv",
+        tmp_path / "figures",
+        pairwise=tmp_path / "pairwise.csv",
+    )
     for name in ("pairwise_f1.png", "f1_time.png"):
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,17 +13,18 @@ from torch import nn
 from zennit.composites import NameMapComposite
 from zennit.rules import ZBox
 
-from benloss.bands import BAND_GROUPS, BANDS, read_band_statistics
-from benloss.data import EncodedSplit
-from benloss.explain import ExactMergeBatchNorm, composite, explain, relevance
-from benloss.lrp_bounds import bounds_table, zbox_bounds
-from benloss.lrp_scores import SUMMARY_COLUMNS
-from benloss.models import INPUT_CONVS, KBranchCNN
-from benloss.nomenclature import classes, conversion, original_labels
-from benloss.synth import SynthConfig, make_demo_archive
-from benloss.train import TrainConfig, train
+from benloss.data.synth import SynthConfig, make_demo_archive
+from benloss.explanation.explain import ExactMergeBatchNorm, composite, explain, relevance
+from benloss.explanation.scores import SUMMARY_COLUMNS
+from benloss.explanation.zbox_bounds import bounds_table, zbox_bounds
+from benloss.facts.bands import BAND_GROUPS, BANDS, read_band_statistics
+from benloss.facts.nomenclature import classes, conversion, original_labels
+from benloss.training.batches import EncodedSplit
+from benloss.training.config import TrainConfig
+from benloss.training.models import INPUT_CONVS, KBranchCNN
+from benloss.training.train import train
 
-from .conftest import demo_lists
+from .support import demo_lists
 
 
 def random_inputs(n: int = 4, seed: int = 0):
@@ -166,8 +167,9 @@ def demo_reference_maps(masks_path, patches: list[str]) -> np.ndarray:
 def trained_demo(tmp_path_factory):
     """A small CEL model trained on a 300-patch demo archive, the run folder around it, and the encoded test
     split's reference maps (written here from the demo's region masks where the encode stage does not)."""
-    from benloss.encode import encode_archive, read_patch_names
-    from benloss.labels import run_labels
+    from benloss.data.encode import encode_archive
+    from benloss.data.encoded import read_patch_names
+    from benloss.data.labels import run_labels
 
     root = tmp_path_factory.mktemp("lrp")
     make_demo_archive(root / "archive", SynthConfig(patches=300, seed=11))
@@ -188,7 +190,7 @@ def trained_demo(tmp_path_factory):
 def test_trained_cel_relevance_falls_inside_the_class_regions(trained_demo):
     root, _ = trained_demo
     examples = [{"class": "Mixed forest"}, {"class": "Coniferous forest"}]
-    scores = explain(root, root / "encoded", examples, root, per_class=4, threads=2)
+    scores = explain([root / "models/cel/seed0/model.pt"], root / "encoded", examples, root, per_class=4, threads=2)
     assert len(scores) >= 20
     detected = scores[scores["score"] > 0]  # classes the model recognises in the patch
     assert len(detected) >= 10
@@ -215,7 +217,8 @@ def test_every_loss_is_scored_on_the_same_stratified_patches(trained_demo, tmp_p
     for loss in ("cel", "fl"):  # the CEL model stands in for a second loss
         (run / "models" / loss / "seed0").mkdir(parents=True)
         shutil.copy(root / "models/cel/seed0/model.pt", run / "models" / loss / "seed0")
-    scores = explain(run, root / "encoded", [{"class": "Mixed forest"}], run, per_class=2, threads=2)
+    models = [run / "models" / loss / "seed0" / "model.pt" for loss in ("fl", "cel")]
+    scores = explain(models, root / "encoded", [{"class": "Mixed forest"}], run, per_class=2, threads=2)
     by_loss = [frame[["patch", "class"]].to_numpy().tolist() for _, frame in scores.groupby("loss", sort=False)]
     assert len(by_loss) == 2 and by_loss[0] == by_loss[1]
     maps = np.load(root / "encoded/test_reference_maps.npy")
@@ -231,7 +234,9 @@ def test_without_reference_maps_the_score_table_has_its_header_only(trained_demo
     encoded = tmp_path / "encoded"
     shutil.copytree(root / "encoded", encoded, ignore=shutil.ignore_patterns("*_reference_maps.npy"))
     with caplog.at_level(logging.WARNING):
-        scores = explain(root, encoded, [{"class": "Mixed forest"}], tmp_path, per_class=3)
+        scores = explain(
+            [root / "models/cel/seed0/model.pt"], encoded, [{"class": "Mixed forest"}], tmp_path, per_class=3
+        )
     assert scores.empty and "test_reference_maps.npy absent" in caplog.text
     assert (tmp_path / "tables/lrp_scores.csv").read_text().strip() == ",".join(SUMMARY_COLUMNS)
     assert len(pd.read_csv(tmp_path / "explain/conservation.csv")) == 1  # Fig. 1's example alone

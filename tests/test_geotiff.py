@@ -12,8 +12,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from benloss.archive import ArchiveError, decode_band
-from benloss.geotiff import _first_directory, read_deflated, read_uncompressed, write_uncompressed
+from benloss.data.archive import ArchiveError, decode_band
+from benloss.data.geotiff import _first_directory, read_deflated, read_uncompressed, write_uncompressed
 
 EXAMPLE = Path(__file__).parent / "data" / "BigEarthNet-S2-Example.tar.bz2"
 

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from benloss.bands import BAND_GROUPS, official_band_statistics
-from benloss.encode import write_random_encoded
-from benloss.losses import build_loss
-from benloss.models import KBranchCNN
-from benloss.train import train
+from benloss.data.encode import write_random_encoded
+from benloss.facts.bands import BAND_GROUPS, official_band_statistics
+from benloss.training.losses import build_loss
+from benloss.training.models import KBranchCNN
+from benloss.training.train import train
 
 from .test_train import config, deterministic, train_until_crash
 
@@ -108,7 +108,7 @@ def test_device_resident_data_give_the_pinned_loaders_history(accelerator, exact
 
 def test_lrp_relevance_on_cuda_equals_the_cpus(accelerator, exact):
     pytest.importorskip("zennit", reason="LRP needs zennit: bring it as a wheel (benchmarks/README.md)")
-    from benloss.explain import relevance
+    from benloss.explanation.explain import relevance
 
     statistics = official_band_statistics()
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from pathlib import Path
 from benloss.cli import main
 from benloss.gpu import FAKE_GPUS_ENV, gpu_slot, slot_order, try_claim
 
-from .conftest import ROOT
+from .support import ROOT
 
 #: A job: claim a slot, print "card slot CUDA_VISIBLE_DEVICES", hold it until its release file appears.
 JOB = """
@@ -123,7 +123,7 @@ def test_the_training_step_runs_on_the_free_card_it_claimed(tmp_path, monkeypatc
     locks.mkdir()
     busy = try_claim(locks, 2, 1)
     seen = []
-    monkeypatch.setattr("benloss.train.train", lambda *args: seen.append(os.environ["CUDA_VISIBLE_DEVICES"]))
+    monkeypatch.setattr("benloss.training.train.train", lambda *args: seen.append(os.environ["CUDA_VISIBLE_DEVICES"]))
     main(
         ["train", "--encoded", "e", "--class-counts", "c", "--out", "o", "--loss", "cel", "--gpu-lock-dir", str(locks)]
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from benloss.guidelines import guidelines, names
+from benloss.report.guidelines import guidelines, names
 
 LOSSES = ["CEL", "HL", "SML", "RL"]
 

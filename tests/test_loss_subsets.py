@@ -5,15 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benloss.figures import learning_curves
-from benloss.guidelines import guidelines
-from benloss.losses import LOSS_IDS, loss_info
-from benloss.plotting import LOSS_STYLE
-from benloss.report import _table1_comparison
-from benloss.results import histories
-from benloss.tables import write_tables
+from benloss.evaluation.results import histories
+from benloss.facts.loss_catalog import LOSS_IDS, loss_info
+from benloss.report.figures import learning_curves
+from benloss.report.guidelines import guidelines
+from benloss.report.html import _table1_comparison
+from benloss.report.plotting import LOSS_STYLE
+from benloss.report.tables import write_tables
 
-from .test_evaluate import write_fake_run
+from .support import histories_of, table_inputs, write_fake_run
 
 LATER = ("zlpr", "cel", "asl", "rl")  # later additions mixed with paper losses, out of LOSS_IDS order
 
@@ -26,7 +26,7 @@ def test_every_loss_has_its_own_colour_and_marker():
 
 def test_tables_take_a_subset_in_loss_ids_order_with_dashes_for_missing_paper_numbers(tmp_path):
     truth = write_fake_run(tmp_path, losses=LATER)
-    tables = write_tables(tmp_path, tmp_path / "class_counts.csv", tmp_path / "tables")
+    tables = write_tables(*table_inputs(tmp_path), tmp_path / "class_counts.csv", tmp_path / "tables")
     f1 = tables["table1"].query("metric == 'F1'").set_index("loss")
     assert list(f1.index) == ["CEL", "RL", "ASL", "ZLPR"]
     for loss in LATER:
@@ -42,8 +42,11 @@ def test_tables_take_a_subset_in_loss_ids_order_with_dashes_for_missing_paper_nu
 
 def test_report_comparison_shows_no_paper_number_for_later_additions(tmp_path):
     write_fake_run(tmp_path, losses=LATER)
-    write_tables(tmp_path, tmp_path / "class_counts.csv", tmp_path / "tables")
-    rows = {row["metric"]: {cell["loss"]: cell for cell in row["cells"]} for row in _table1_comparison(tmp_path, True)}
+    write_tables(*table_inputs(tmp_path), tmp_path / "class_counts.csv", tmp_path / "tables")
+    rows = {
+        row["metric"]: {cell["loss"]: cell for cell in row["cells"]}
+        for row in _table1_comparison(pd.read_csv(tmp_path / "tables" / "table1.csv"))
+    }
     assert rows["P"]["ASL"]["paper"] is None and rows["P"]["ZLPR"]["difference"] is None
     ours_cel = pd.read_csv(tmp_path / "tables" / "table1.csv").query("metric == 'P' and loss == 'CEL'")["mean"].item()
     assert rows["P"]["CEL"]["paper"] == 75.2
@@ -52,10 +55,10 @@ def test_report_comparison_shows_no_paper_number_for_later_additions(tmp_path):
 
 def test_all_nine_losses_get_curves_and_guidelines(tmp_path):
     write_fake_run(tmp_path, losses=LOSS_IDS[::-1])
-    figure = learning_curves(histories(tmp_path))
+    figure = learning_curves(histories(histories_of(tmp_path)))
     labels = [line.get_label() for line in figure.axes[0].get_lines()]
     assert labels == [loss_info(loss).abbreviation for loss in LOSS_IDS]
-    tables = write_tables(tmp_path, tmp_path / "class_counts.csv", tmp_path / "tables")
+    tables = write_tables(*table_inputs(tmp_path), tmp_path / "class_counts.csv", tmp_path / "tables")
     # write_fake_run gives the i-th loss written (here ZLPR first, CEL last) test F1 0.1 i: CEL is best.
     sentences = guidelines(tables["table2"], tables["table1"])
     assert sentences[0].startswith("Highest overall accuracy: CEL")

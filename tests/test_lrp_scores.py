@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benloss.lrp_scores import (
+from benloss.data.encoded import read_reference_maps
+from benloss.explanation.scores import (
     ALL_CLASSES,
     SUMMARY_COLUMNS,
     _mean_ci,
-    read_reference_maps,
     region_scores,
     stratified_sample,
     summarise,
 )
-from benloss.nomenclature import classes
+from benloss.facts.nomenclature import classes
 
 
 def test_region_scores_by_hand():

@@ -7,10 +7,17 @@ import os
 import numpy as np
 import torch
 
-from benloss.data import copy_in_chunks
-from benloss.encode import write_random_encoded
-from benloss.memory import anonymous_bytes, cgroup_limit, meminfo_available, page_cache_budget, warn_if_uncached
-from benloss.train import TrainConfig, Trainer
+from benloss.data.encode import write_random_encoded
+from benloss.training.batches import copy_in_chunks
+from benloss.training.config import TrainConfig
+from benloss.training.memory import (
+    anonymous_bytes,
+    cgroup_limit,
+    meminfo_available,
+    page_cache_budget,
+    warn_if_uncached,
+)
+from benloss.training.train import Trainer
 
 GIB = 2**30
 
@@ -70,7 +77,7 @@ def test_device_out_of_memory_falls_back_to_host_batches(tmp_path, monkeypatch, 
     def out_of_memory(split, device):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr("benloss.train.DeviceResidentSplit", out_of_memory)
+    monkeypatch.setattr("benloss.training.train.DeviceResidentSplit", out_of_memory)
     run = TrainConfig(loss="cel", width=8, epochs=1, batch_size=8, data_on_device=True)
     trainer = Trainer(run, encoded, encoded / "class_counts.csv", tmp_path / "model")
     assert trainer.resident is None

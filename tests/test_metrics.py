@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from benloss.metrics import (
+from benloss.evaluation.metrics import (
     MultiLabelMetrics,
     calibrate_sample_f1_threshold,
     calibrate_sample_f1_thresholds,

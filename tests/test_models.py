@@ -5,8 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benloss.bands import BAND_GROUPS, BandStatistics
-from benloss.models import INPUT_CONVS, BandNormalizer, KBranchCNN, conv_block, count_parameters, parameter_groups
+from benloss.facts.bands import BAND_GROUPS, BandStatistics
+from benloss.training.models import (
+    INPUT_CONVS,
+    BandNormalizer,
+    KBranchCNN,
+    conv_block,
+    count_parameters,
+    parameter_groups,
+)
 
 
 def inputs(n=3):

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from benloss.nomenclature import UnknownLabelError, classes, conversion, multi_hot, original_labels, to_bigearthnet19
+from benloss.facts.nomenclature import (
+    UnknownLabelError,
+    classes,
+    conversion,
+    multi_hot,
+    original_labels,
+    to_bigearthnet19,
+)
 
 # Hand-written from the BigEarthNet-19 nomenclature (Sumbul et al. 2021): original labels -> 19 classes.
 CASES = [

@@ -6,9 +6,9 @@ import hashlib
 
 import pytest
 
-from benloss.splits import read_list
+from benloss.facts.splits import read_list
 
-from .conftest import ROOT
+from .support import ROOT
 
 SPLITS = ROOT / "resources" / "splits"
 COUNTS = {

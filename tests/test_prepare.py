@@ -11,22 +11,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benloss import archive as archive_module
-from benloss import diskspace
-from benloss import encode as encode_module
-from benloss.archive import ArchiveError
-from benloss.datasets import open_source
-from benloss.datasets.bigearthnet_v2 import EXCLUSIONS, METADATA
-from benloss.encode import compact_rows, encode, open_encoded, read_patch_names
-from benloss.labels import write_labels
-from benloss.nomenclature import conversion
-from benloss.prepare import prepare
-from benloss.splits import read_list, write_list
-from benloss.streams import READ_AHEAD_BLOCK, ReadAhead, open_decompressed
-from benloss.synth import SynthConfig, make_demo_archive
-from benloss.tarstream import iter_files
+from benloss.data import archive as archive_module
+from benloss.data import diskspace
+from benloss.data import encode as encode_module
+from benloss.data.archive import ArchiveError
+from benloss.data.encode import compact_rows, encode
+from benloss.data.encoded import open_encoded, read_patch_names
+from benloss.data.labels import write_labels
+from benloss.data.prepare import prepare
+from benloss.data.sources import open_source
+from benloss.data.sources.bigearthnet_v2 import EXCLUSIONS, METADATA
+from benloss.data.streams import READ_AHEAD_BLOCK, ReadAhead, open_decompressed
+from benloss.data.synth import SynthConfig, make_demo_archive
+from benloss.data.tarstream import iter_files
+from benloss.facts.nomenclature import conversion
+from benloss.facts.splits import read_list, write_list
 
-from .conftest import EXAMPLE_ARCHIVE, ROOT, demo_lists
+from .support import EXAMPLE_ARCHIVE, ROOT, demo_lists
 from .test_data import OFFICIAL_LISTS, _rewrite_archive
 from .test_diskspace import Usage
 

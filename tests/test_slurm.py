@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from benloss.train import TIMING_COLUMNS
+from benloss.training.train import TIMING_COLUMNS
 
-from .conftest import ROOT, TINY, require_tool
 from .slurm_cluster import SlurmCluster
+from .support import ROOT, TINY, require_tool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the test cluster's daemons must run as root")
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"

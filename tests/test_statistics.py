@@ -11,9 +11,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from benloss.evaluate import evaluate_scores
-from benloss.nomenclature import classes
-from benloss.statistics import (
+from benloss.evaluation.bootstrap import (
     METRICS,
     bootstrap_mean_ci,
     bootstrap_metrics,
@@ -24,8 +22,10 @@ from benloss.statistics import (
     percentile_interval,
     rare_classes,
     replicate_indices,
-    write_statistics,
 )
+from benloss.evaluation.comparison import write_bootstrap
+from benloss.evaluation.evaluate import evaluate_scores
+from benloss.facts.nomenclature import classes
 
 
 def simulated(rng: np.random.Generator, n: int, n_classes: int, accuracies: list[float]) -> tuple[list, np.ndarray]:
@@ -173,12 +173,24 @@ def fake_evaluations(root: Path, losses=("cel", "sml"), seeds=(0, 1), n: int = 8
             document = {"own_rule": own, "calibrated": calibrated, "thresholds": thresholds.tolist()}
             (folder / "metrics.json").write_text(json.dumps(document))
             np.save(folder / "test_scores.npy", scores)
+            model = root / "models" / loss / f"seed{seed}"
+            model.mkdir(parents=True)
+            (model / "run.json").write_text(json.dumps({"loss_params": {}}))
     return labels
 
 
-def test_write_statistics_from_evaluations_with_two_seeds(tmp_path):
+def bootstrap_of(root: Path, n_boot: int) -> dict[str, pd.DataFrame]:
+    """The bootstrap step on every evaluation under ``root``, given as its rule gives them."""
+    return write_bootstrap(
+        sorted(root.glob("eval/*/seed*/metrics.json")), sorted(root.glob("eval/*/seed*/test_scores.npy")),
+        sorted(root.glob("models/*/seed*/run.json")), root / "encoded", root / "counts.csv", root / "tables",
+        n_boot=n_boot,
+    )  # fmt: skip
+
+
+def test_bootstrap_step_from_evaluations_with_two_seeds(tmp_path):
     fake_evaluations(tmp_path)
-    out = write_statistics(tmp_path, tmp_path / "encoded", tmp_path / "counts.csv", tmp_path / "tables", n_boot=200)
+    out = bootstrap_of(tmp_path, n_boot=200)
     intervals, pairwise = out["intervals"], out["pairwise"]
     documents = {(loss, seed): json.loads((tmp_path / "eval" / loss / f"seed{seed}" / "metrics.json").read_text())
                  for loss in ("cel", "sml") for seed in (0, 1)}  # fmt: skip
@@ -203,13 +215,13 @@ def test_predictions_that_do_not_reproduce_metrics_json_are_refused(tmp_path):
     document = json.loads(path.read_text())
     document["own_rule"]["f1_samples"] += 0.01
     path.write_text(json.dumps(document))
-    with pytest.raises(ValueError, match="seed0: predictions give own_rule sample F1"):
-        write_statistics(tmp_path, tmp_path / "encoded", tmp_path / "counts.csv", tmp_path / "tables", n_boot=100)
+    with pytest.raises(ValueError, match=r"seed0/metrics\.json: predictions give own_rule sample F1"):
+        bootstrap_of(tmp_path, n_boot=100)
     assert not (tmp_path / "tables" / "intervals.csv").exists()
 
 
 def test_report_sets_seed_spread_beside_the_test_interval_only_with_several_seeds():
-    from benloss.report import _spreads
+    from benloss.report.html import _spreads
 
     long = pd.DataFrame(
         {"metric": ["F1", "F1", "P"], "loss": ["CEL", "SML", "CEL"], "mean": [60.0, 70.0, 50.0],

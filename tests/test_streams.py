@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import zstandard
 
-from benloss import streams
-from benloss.archive import ArchiveError, iter_patches
-from benloss.streams import GZIP_DECODERS, available_gzip_decoders, open_gzip
+from benloss.data import streams
+from benloss.data.archive import ArchiveError, iter_patches
+from benloss.data.streams import GZIP_DECODERS, available_gzip_decoders, open_gzip
 
 FAST_MODULES = ("isal", "isal.igzip")
 

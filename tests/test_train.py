@@ -13,13 +13,21 @@ import pandas as pd
 import pytest
 import torch
 
-from benloss.bands import BAND_GROUPS
-from benloss.data import batch_plan, fits_on_device
-from benloss.metrics import MultiLabelMetrics
-from benloss.models import KBranchCNN
-from benloss.train import TIMING_COLUMNS, NonFiniteLoss, TrainConfig, Trainer, constant_baseline, rmsprop, train
+from benloss.evaluation.metrics import MultiLabelMetrics
+from benloss.facts.bands import BAND_GROUPS
+from benloss.training.batches import batch_plan, fits_on_device
+from benloss.training.models import KBranchCNN
+from benloss.training.train import (
+    TIMING_COLUMNS,
+    NonFiniteLoss,
+    TrainConfig,
+    Trainer,
+    constant_baseline,
+    rmsprop,
+    train,
+)
 
-from .conftest import ROOT
+from .support import ROOT
 
 
 def config(**overrides) -> TrainConfig:
@@ -90,7 +98,7 @@ def test_non_finite_loss_stops_with_epoch_batch_and_loss(demo_encoded, demo_labe
 @pytest.mark.parametrize("sync_steps", [2, 100])
 def test_non_finite_loss_names_its_batch_between_syncs(demo_encoded, demo_labels, tmp_path, monkeypatch, sync_steps):
     """Losses are read back every SYNC_STEPS steps; the first bad batch is still the one named."""
-    monkeypatch.setattr("benloss.train.SYNC_STEPS", sync_steps)
+    monkeypatch.setattr("benloss.training.train.SYNC_STEPS", sync_steps)
     trainer = Trainer(config(loss="cel", batch_size=2), demo_encoded, demo_labels / "class_counts.csv", tmp_path)
     n_batches = trainer.train_split.n_images // 2
     assert n_batches > 6
@@ -110,7 +118,7 @@ def test_non_finite_loss_names_its_batch_between_syncs(demo_encoded, demo_labels
 @pytest.mark.parametrize("sync_steps", [1, 100])
 def test_epoch_totals_do_not_depend_on_the_read_backs(demo_encoded, demo_labels, tmp_path, monkeypatch, sync_steps):
     """Read-backs every step (ending on one: nothing left to check at the end) or once: the same image-weighted mean."""
-    monkeypatch.setattr("benloss.train.SYNC_STEPS", sync_steps)
+    monkeypatch.setattr("benloss.training.train.SYNC_STEPS", sync_steps)
     trainer = Trainer(config(loss="cel", batch_size=4), demo_encoded, demo_labels / "class_counts.csv", tmp_path)
     real, seen = trainer.loss, []
 
@@ -130,8 +138,8 @@ def test_sigterm_saves_and_exits_then_resumes(demo_encoded, demo_labels, tmp_pat
     out = tmp_path / "job"
     command = [
         sys.executable, "-m", "benloss", "train", "--encoded", str(demo_encoded), "--class-counts",
-        str(demo_labels / "class_counts.csv"), "--out", str(out), "--loss", "cel", "--width", "8",
-        "--epochs", "20", "--batch-size", "8",
+        str(demo_labels / "class_counts.csv"), "--out", str(out), "--loss", "cel", "--model", '{"width": 8}',
+        "--training", '{"epochs": 20, "batch_size": 8}',
     ]  # fmt: skip
     env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
@@ -201,7 +209,7 @@ def test_fits_on_device_keeps_room_for_training(monkeypatch):
 
 
 def test_data_that_do_not_fit_are_loaded_from_the_host(demo_encoded, demo_labels, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr("benloss.train.fits_on_device", lambda nbytes, device: False)
+    monkeypatch.setattr("benloss.training.train.fits_on_device", lambda nbytes, device: False)
     trainer = Trainer(config(data_on_device=True), demo_encoded, demo_labels / "class_counts.csv", tmp_path)
     assert trainer.resident is None
     assert "do not fit on cpu" in caplog.text
@@ -285,12 +293,14 @@ def test_no_weight_decay_by_default_and_decay_changes_the_fingerprint():
     assert config(weight_decay=2e-5).fingerprint() != config().fingerprint()
 
 
-def test_train_command_passes_weight_decay(monkeypatch, tmp_path):
+def test_train_command_takes_the_config_sections_whole(monkeypatch, tmp_path):
     from benloss import cli
-    from benloss import train as train_module
+    from benloss.training import train as train_module
 
     seen = []
     monkeypatch.setattr(train_module, "train", lambda run_config, *args: seen.append(run_config))
     cli.main(["train", "--encoded", str(tmp_path), "--class-counts", str(tmp_path / "c.csv"), "--out", str(tmp_path),
-              "--loss", "cel", "--weight-decay", "2e-5"])  # fmt: skip
-    assert seen[0].weight_decay == 2e-5
+              "--loss", "cel", "--training", '{"weight_decay": 2e-5, "epochs": 3, "losses": ["cel"], "mem_mb": 9}',
+              "--model", '{"width": 16}'])  # fmt: skip
+    assert (seen[0].weight_decay, seen[0].epochs, seen[0].width) == (2e-5, 3, 16)
+    assert seen[0].batch_size == TrainConfig(loss="cel").batch_size  # absent keys keep their defaults

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from benloss.losses import LOSS_IDS, PAPER_LOSS_IDS, loss_info
+from benloss.facts.loss_catalog import LOSS_IDS, PAPER_LOSS_IDS, loss_info
 
-from .conftest import ROOT, TINY, snakemake
+from .support import ROOT, TINY, snakemake
 
 
 def test_every_stage_produces_its_outputs(tiny_run):
@@ -72,7 +72,7 @@ def test_pairwise_table_compares_every_pair_of_the_runs_losses(tiny_run):
 
 
 def test_rerun_has_nothing_to_do(tiny_run):
-    result = snakemake("--cores", "1", "--configfile", str(TINY), "-n")
+    result = snakemake("--cores", "1", "--configfile", str(TINY), "--config", f"results={tiny_run.parent}", "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
@@ -89,7 +89,7 @@ def test_train_jobs_get_weight_decay_and_wcel_weighting():
     result = snakemake("-n", "-p", "--configfile", str(ROOT / "config" / "bigearthnet.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     commands = [line for line in result.stdout.splitlines() if "benloss train" in line]
-    assert len(commands) == 7 and all("--weight-decay 0 " in line for line in commands)
+    assert len(commands) == 7 and all('"weight_decay": 0,' in line for line in commands)
     assert any("--loss wcel" in line and """--loss-params '{"weighting": "positive"}'""" in line for line in commands)
 
 
@@ -136,20 +136,28 @@ def test_demo_in_v2_layout_runs_through_the_data_stages():
 
 @pytest.mark.parametrize("name", ["bigearthnet", "bigearthnet_v2"])
 def test_extended_config_is_the_paper_config_with_all_nine_losses(name):
-    paper = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
-    extended = yaml.safe_load((ROOT / "config" / f"{name}_extended.yaml").read_text())
+    from snakemake.utils import update_config
+
+    base, overlay = (ROOT / "config" / f"{name}{suffix}.yaml" for suffix in ("", "_extended"))
+    paper = yaml.safe_load(base.read_text())
+    added = yaml.safe_load(overlay.read_text())
+    asl = {"gamma_pos": 0.0, "gamma_neg": 4.0, "margin": 0.05}
+    # Only what differs, so each setting of the study has one home: the base.
+    assert added == {"training": {"losses": list(LOSS_IDS)}, "loss_params": {"asl": asl}}
+    extended = yaml.safe_load(base.read_text())
+    update_config(extended, added)  # what `--configfile base overlay` does
     assert extended["training"].pop("losses") == list(LOSS_IDS)
     assert paper["training"].pop("losses") == list(PAPER_LOSS_IDS)
-    assert extended["loss_params"].pop("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "margin": 0.05}
+    assert extended["loss_params"].pop("asl") == asl
     assert extended == paper  # same run folder and settings: the seven trained models are reused
-    result = snakemake("-n", "--configfile", str(ROOT / "config" / f"{name}_extended.yaml"), "--quiet", "rules")
+    result = snakemake("-n", "--configfile", str(base), str(overlay), "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (result.stdout + result.stderr).splitlines()
     assert any(line.split() == ["train", "9"] for line in lines), lines[-40:]
 
 
 def test_paper_config_has_the_papers_settings():
-    from benloss import paper
+    from benloss.facts import paper
 
     config = yaml.safe_load((ROOT / "config" / "bigearthnet.yaml").read_text())
     assert config["training"]["lr"] == paper.LEARNING_RATE == 1e-4
@@ -193,7 +201,8 @@ def test_encoded_arrays_are_what_training_read(tiny_run):
 
 def test_snakemake_report_collects_tables_and_figures(tiny_run, tmp_path):
     archive = tmp_path / "report.zip"
-    result = snakemake("--cores", "1", "--configfile", str(TINY), "--report", str(archive))
+    result = snakemake("--cores", "1", "--configfile", str(TINY), "--config", f"results={tiny_run.parent}",
+                       "--report", str(archive))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     import zipfile
 

@@ -6,20 +6,23 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from benloss.errors import BenlossError
 
 log = logging.getLogger("benloss")
 
 if TYPE_CHECKING:
-    from benloss.datasets import Source
+    from benloss.data.sources import Source
 
 
 LISTS = ("train", "val", "test", "snow", "cloud")
 
 
 def _source(args: argparse.Namespace) -> Source:
-    from benloss.datasets import open_source
+    from benloss.data.sources import open_source
 
     given = [getattr(args, name) for name in LISTS]
     lists = None if None in given else {name: Path(getattr(args, name)) for name in LISTS}
@@ -30,7 +33,7 @@ def _source(args: argparse.Namespace) -> Source:
 
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
-    from benloss.datasets import DATASETS
+    from benloss.data.sources import DATASETS
 
     parser.add_argument("--dataset", choices=DATASETS, required=True, help="which data source the files are")
     parser.add_argument(
@@ -55,101 +58,103 @@ def _add_gpu_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from benloss.synth import SynthConfig, make_demo_archive
+    from benloss.data.synth import SynthConfig, make_demo_archive
 
     make_demo_archive(args.out, SynthConfig(patches=args.patches, seed=args.seed, format=args.format))
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from benloss.download import download
+    from benloss.data.download import download
 
     download(args.url, args.out, args.md5, retries=args.retries)
 
 
 def cmd_labels(args: argparse.Namespace) -> None:
-    from benloss.labels import write_labels
+    from benloss.data.labels import write_labels
 
     write_labels(_source(args), args.out)
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    from benloss.encode import encode
+    from benloss.data.encode import encode
 
     encode(_source(args), args.labels, args.out)
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from benloss.prepare import prepare
+    from benloss.data.prepare import prepare
 
     prepare(_source(args), args.labels_out, args.out)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from benloss.gpu import gpu_slot
-    from benloss.train import TrainConfig, train
+    from benloss.training.config import TrainConfig
+    from benloss.training.train import train
 
-    config = TrainConfig(
-        loss=args.loss, seed=args.seed, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, loss_params=json.loads(args.loss_params), device=args.device,
-        amp=args.amp, channels_last=args.channels_last, threads=args.threads, workers=args.workers,
-        data_on_device=args.data_on_device,
-    )  # fmt: skip
-    with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
+    config = TrainConfig.from_sections(
+        json.loads(args.training), json.loads(args.model), args.loss, args.seed, json.loads(args.loss_params)
+    )
+    with gpu_slot(config.device, args.jobs_per_gpu, args.gpu_lock_dir):
         train(config, args.encoded, args.class_counts, args.out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from benloss.evaluate import evaluate
+    from benloss.evaluation.evaluate import evaluate
     from benloss.gpu import gpu_slot
 
     with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
         evaluate(args.model, args.val_scores, args.encoded, args.out, threads=args.threads, device=args.device)
 
 
+def cmd_bootstrap(args: argparse.Namespace) -> None:
+    from benloss.evaluation.comparison import write_bootstrap
+
+    write_bootstrap(args.metrics, args.test_scores, args.runs, args.encoded, args.class_counts, args.out,
+                    n_boot=args.bootstrap, seed=args.seed)  # fmt: skip
+
+
 def cmd_tables(args: argparse.Namespace) -> None:
-    from benloss.tables import write_tables
+    from benloss.report.tables import write_tables
 
-    write_tables(args.results, args.class_counts, args.out, demo=args.demo, intervals=args.intervals)
-
-
-def cmd_statistics(args: argparse.Namespace) -> None:
-    from benloss.statistics import write_statistics
-
-    write_statistics(args.results, args.encoded, args.class_counts, args.out, n_boot=args.bootstrap, seed=args.seed)
+    write_tables(args.metrics, args.per_class, args.histories, args.class_counts, args.out, demo=args.demo,
+                 intervals=args.intervals)  # fmt: skip
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    from benloss.figures import write_figures
+    from benloss.report.figures import write_figures
 
-    write_figures(args.results, args.class_counts, args.out, pairwise=args.pairwise)
+    write_figures(args.histories, args.class_counts, args.out, pairwise=args.pairwise)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from benloss.explain import explain
+    from benloss.explanation.explain import explain
     from benloss.gpu import gpu_slot
 
     with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
-        explain(
-            args.results,
-            args.encoded,
-            json.loads(args.examples),
-            args.out,
-            per_class=args.per_class,
-            seed=args.seed,
-            threads=args.threads,
-            device=args.device,
-        )
+        explain(args.models, args.encoded, json.loads(args.examples), args.out, per_class=args.per_class,
+                seed=args.seed, threads=args.threads, device=args.device)  # fmt: skip
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from benloss.report import build_report
+    from benloss.report.html import ReportInputs, build_report
 
-    build_report(args.results, args.config, args.out)
+    build_report(ReportInputs(**{f.name: getattr(args, f.name) for f in fields(ReportInputs)}), args.out)
+
+
+def _add_report_inputs(parser: argparse.ArgumentParser) -> None:
+    """One option per field of ``ReportInputs`` (the report rule's inputs under the same names)."""
+    from benloss.report.html import REPORT_INPUT_HELP, ReportInputs
+
+    for f in fields(ReportInputs):
+        many = str(f.type).startswith("list")
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=Path, nargs="+" if many else None,
+                            required=f.default is MISSING, help=REPORT_INPUT_HELP[f.name])  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="benloss", description=__doc__)
-    main.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    main.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks of failures")
     steps = main.add_subparsers(dest="step", required=True, metavar="STEP")
 
     p = steps.add_parser("synth", help="write the demo archive (BigEarthNet format, synthetic content)")
@@ -187,22 +192,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (train and val splits)")
     p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (W-CEL's class weights)")
     p.add_argument("--out", type=Path, required=True, help="the model's folder (model, history, checkpoint)")
-    p.add_argument("--loss", required=True, help="loss id (benloss.losses.LOSS_IDS)")
+    p.add_argument("--loss", required=True, help="loss id (benloss.facts.loss_catalog.LOSS_IDS)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
-    p.add_argument("--width", type=int, default=128, help="units of the fully connected layers (1024 in the paper)")
-    p.add_argument("--epochs", type=int, default=80, help="training epochs (no early stopping)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch")
-    p.add_argument("--lr", type=float, default=1e-4, help="RMSprop learning rate")
-    p.add_argument(
-        "--weight-decay", type=float, default=0.0, help="decay of conv and linear kernels (the official code: none)"
-    )
+    p.add_argument("--training", default="{}", help="the config's training section as JSON (absent keys: defaults)")
+    p.add_argument("--model", default='{"width": 1024}', help="the config's model section as JSON")
     p.add_argument("--loss-params", default="{}", help="JSON object of the loss's parameters")
-    _add_gpu_options(p)
-    p.add_argument("--amp", action="store_true", help="bf16 autocast")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory layout for the convolutions")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads of torch")
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--data-on-device", action="store_true", help="keep the encoded arrays on the accelerator")
+    p.add_argument("--jobs-per-gpu", type=int, default=1,
+                   help="jobs sharing one card when no scheduler assigns devices (see benloss.gpu)")  # fmt: skip
+    p.add_argument("--gpu-lock-dir", type=Path, default=None,
+                   help="folder of the GPU slot locks, shared by all jobs on the machine (default: under the "
+                   "system temp folder)")  # fmt: skip
     p.set_defaults(func=cmd_train)
 
     p = steps.add_parser("evaluate", help="test-split metrics of one trained model")
@@ -214,17 +213,21 @@ def parser() -> argparse.ArgumentParser:
     _add_gpu_options(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = steps.add_parser("statistics", help="paired bootstrap: Table 1 intervals and pairwise differences")
-    p.add_argument("--results", type=Path, required=True, help="the run's results folder")
+    p = steps.add_parser("bootstrap", help="paired bootstrap: Table 1 intervals and pairwise differences")
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="every model's metrics.json")
+    p.add_argument("--test-scores", type=Path, nargs="+", required=True, help="every model's test_scores.npy")
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="every model's run.json (loss parameters)")
     p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (test labels)")
     p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (picks the rare classes)")
     p.add_argument("--out", type=Path, required=True, help="output folder (intervals.csv, pairwise.csv)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test images")
     p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
-    p.set_defaults(func=cmd_statistics)
+    p.set_defaults(func=cmd_bootstrap)
 
     p = steps.add_parser("tables", help="Table 1, Table 2 and the per-class table")
-    p.add_argument("--results", type=Path, required=True, help="the run's results folder")
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="every model's metrics.json")
+    p.add_argument("--per-class", type=Path, nargs="+", required=True, help="every model's per_class.csv")
+    p.add_argument("--histories", type=Path, nargs="+", required=True, help="every model's history.csv")
     p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (the rare classes)")
     p.add_argument("--out", type=Path, required=True, help="the tables folder")
     p.add_argument("--demo", action="store_true", help="label the comparison with the paper as a demo")
@@ -232,17 +235,17 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tables)
 
     p = steps.add_parser("figures", help="Fig. 2 learning curves, the class-count chart and the pairwise matrix")
-    p.add_argument("--results", type=Path, required=True, help="the run's results folder")
+    p.add_argument("--histories", type=Path, nargs="+", required=True, help="every model's history.csv")
     p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv")
     p.add_argument("--pairwise", type=Path, default=None, help="the bootstrap's pairwise.csv")
     p.add_argument("--out", type=Path, required=True, help="the figures folder")
     p.set_defaults(func=cmd_figures)
 
     p = steps.add_parser("explain", help="LRP heatmaps (Fig. 1), their checks and scores against reference maps")
-    p.add_argument("--results", type=Path, required=True, help="the run folder with models/<loss>/seed*/model.pt")
+    p.add_argument("--models", type=Path, nargs="+", required=True, help="one model.pt per loss to explain")
     p.add_argument("--encoded", type=Path, required=True, help="the encoded folder (test split, reference maps)")
     p.add_argument("--examples", required=True, help="Fig. 1's examples: JSON list of {class, patch?}")
-    p.add_argument("--per-class", type=int, default=5, help="test patches per class scored against reference maps")
+    p.add_argument("--per-class", type=int, default=100, help="test patches per class scored against reference maps")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified sample and the bootstrap")
     p.add_argument("--out", type=Path, required=True, help="the run folder to write figures/, tables/, explain/ into")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
@@ -250,8 +253,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = steps.add_parser("report", help="the self-contained HTML report")
-    p.add_argument("--results", type=Path, required=True, help="the run's results folder")
-    p.add_argument("--config", type=Path, required=True, help="the run's configuration as YAML")
+    _add_report_inputs(p)
     p.add_argument("--out", type=Path, required=True, help="the report's HTML file")
     p.set_defaults(func=cmd_report)
     return main
@@ -266,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
-        log.error("%s failed: %s", args.step, error)
+    except (BenlossError, FileNotFoundError) as error:
+        # Expected failures (bad input, a missing file, a full disk): the message names the file and the problem;
+        # the traceback only with --verbose. Anything else (CUDA, a bug) propagates with its whole traceback.
+        log.error("%s failed: %s", args.step, error, exc_info=args.verbose)
         sys.exit(1)

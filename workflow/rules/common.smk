@@ -9,8 +9,13 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+# The results tree and the official file names have one home, shared with the package (standard library only).
+sys.path.insert(0, f"{workflow.basedir}/src")
+from benloss import layout
+from benloss.training.config import RUN_SETTINGS
+
 RUN = config["run"]
-RESULTS = f"results/{RUN}"
+RESULTS = f"{config['results']}/{RUN}"
 SOURCE = config["data"]["source"]
 DEMO = SOURCE == "demo"
 # The dataset name the package knows, and the layout its files follow (BigEarthNet v1.0 or v2.0).
@@ -24,37 +29,10 @@ LAYOUT = (
 )
 LOSSES = config["training"]["losses"]
 SEEDS = config["training"]["seeds"]
-LIST_NAMES = ["train", "val", "test", "snow", "cloud"]
-DEMO_LIST_FILES = {
-    "train": "train.csv",
-    "val": "val.csv",
-    "test": "test.csv",
-    "snow": "patches_with_seasonal_snow.csv",
-    "cloud": "patches_with_cloud_and_shadow.csv",
-}
-# BigEarthNet v2.0's files under their official names (benloss.datasets repeats them).
-V2_FILES = {
-    "s2": "BigEarthNet-S2.tar.zst",
-    "reference_maps": "Reference_Maps.tar.zst",
-    "metadata": "metadata.parquet",
-    "exclusions": "metadata_for_patches_with_snow_cloud_or_shadow.parquet",
-}
+LIST_NAMES = list(layout.V1_LIST_FILES)
 DEMO_ARCHIVE = f"{RESULTS}/demo_archive"
-# The demo's files in each layout, as benloss.synth writes them.
-DEMO_FILES = {
-    "v1": {
-        "archive": "BigEarthNet-demo.tar.gz",
-        "reference_maps": V2_FILES["reference_maps"],
-        "statistics": "band_statistics.csv",
-        **{name: f"lists/{file}" for name, file in DEMO_LIST_FILES.items()},
-    },
-    "v2": {
-        "archive": V2_FILES["s2"],
-        "reference_maps": V2_FILES["reference_maps"],
-        "metadata": V2_FILES["metadata"],
-        "exclusions": V2_FILES["exclusions"],
-    },
-}
+ENCODED = f"{RESULTS}/encoded"
+LABELS = f"{RESULTS}/labels"
 # Rules call `benloss <step>`: the package of this checkout, run with --use-conda by each rule's
 # environment, otherwise by the Python that runs Snakemake (the project's venv), whatever PATH says.
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
@@ -72,16 +50,16 @@ wildcard_constraints:
 
 def demo_outputs():
     """Outputs of synth (the demo files of its layout, and its region masks)."""
-    files = DEMO_FILES[config["data"]["demo"]["format"]]
+    files = layout.DEMO_FILES[config["data"]["demo"]["format"]]
     return {key: f"{DEMO_ARCHIVE}/{file}" for key, file in files.items()} | {
-        "masks": f"{DEMO_ARCHIVE}/masks.npz"
+        "masks": f"{DEMO_ARCHIVE}/{layout.DEMO_MASKS}"
     }
 
 
 def v2_path(role):
-    """A v2.0 file (role a key of V2_FILES): the local copy if configured, else the download."""
+    """A v2.0 file (role a key of layout.V2_FILES): the local copy if configured, else the download."""
     v2 = config["data"]["v2"]
-    return v2[role] or f"{v2['download']['folder']}/{V2_FILES[role]}"
+    return v2[role] or f"{v2['download']['folder']}/{layout.V2_FILES[role]}"
 
 
 def downloads():
@@ -93,7 +71,7 @@ def downloads():
         download = config["data"]["v2"]["download"]
         return {
             v2_path(role): download[role] | {"retries": download["retries"]}
-            for role in V2_FILES
+            for role in layout.V2_FILES
             if not config["data"]["v2"][role]
         }
     return {}
@@ -117,7 +95,7 @@ def source_files():
     files = {}
     if LAYOUT == "v1":
         files["band_statistics"] = demo.get(
-            "statistics", config["data"]["band_statistics"]
+            "band_statistics", config["data"]["band_statistics"]
         )
         files |= {
             name: demo.get(name, config["data"]["lists"][name]) for name in LIST_NAMES
@@ -146,36 +124,79 @@ def source_arguments(wildcards, input):
     return " ".join(options)
 
 
-def run_folder(wildcards):
-    """results/<run>, for steps that read a whole run's results."""
-    return RESULTS
-
-
 def output_folder(wildcards, output):
     """The folder of a rule's first output, for steps that write several files there."""
     return os.path.dirname(output[0])
 
 
-def model_dir(loss="{loss}", seed="{seed}"):
-    return f"{RESULTS}/models/{loss}/seed{seed}"
+def run_folder(wildcards, output):
+    """results/<run>, from the explanation's outputs (it writes into figures/, tables/ and explain/ there)."""
+    return os.path.dirname(os.path.dirname(output.conservation))
 
 
-def train_flags(wildcards):
+def input_options(wildcards, input):
+    """Every named input as `--name path ...`: an aggregating step reads exactly the files its rule declares."""
+    return " ".join(
+        f"--{name.replace('_', '-')} {' '.join(map(str, input[name]) if isinstance(input[name], list) else [str(input[name])])}"
+        for name in input.keys()
+    )
+
+
+def model_file(role, loss="{loss}", seed="{seed}"):
+    """One trained model's file (role a key of layout.MODEL_FILES)."""
+    return f"{layout.model_folder(RESULTS, loss, seed)}/{layout.MODEL_FILES[role]}"
+
+
+def evaluation_file(role, loss="{loss}", seed="{seed}"):
+    """One evaluation's file (role a key of layout.EVALUATION_FILES)."""
+    return f"{layout.evaluation_folder(RESULTS, loss, seed)}/{layout.EVALUATION_FILES[role]}"
+
+
+def all_models(role, seeds=None):
+    """A file of every configured model (of `seeds` only, if given)."""
+    return [model_file(role, loss, seed) for loss in LOSSES for seed in seeds or SEEDS]
+
+
+def all_evaluations(role):
+    return [evaluation_file(role, loss, seed) for loss in LOSSES for seed in SEEDS]
+
+
+def label_file(role):
+    return f"{LABELS}/{layout.LABEL_FILES[role]}"
+
+
+def table_file(role):
+    return f"{RESULTS}/tables/{layout.TABLE_FILES[role]}"
+
+
+def figure_file(role):
+    return f"{RESULTS}/figures/{layout.FIGURE_FILES[role]}"
+
+
+def bootstrap_file(role):
+    return f"{RESULTS}/tables/{layout.BOOTSTRAP_FILES[role]}"
+
+
+def explanation_file(role):
+    return f"{RESULTS}/{layout.EXPLANATION_FILES[role]}"
+
+
+def as_json(value):
+    """A config value as one shell-quoted JSON word."""
+    return f"'{json.dumps(value)}'"
+
+
+def training_settings():
+    """The training section's settings of one run (benloss.training.config.RUN_SETTINGS) as JSON: the study's
+    losses and seeds and the scheduling keys stay out, so changing them retrains nothing.
+    """
     training = config["training"]
-    flags = []
-    if training["amp"]:
-        flags.append("--amp")
-    if training["channels_last"]:
-        flags.append("--channels-last")
-    if training["data_on_device"]:
-        flags.append("--data-on-device")
-    return " ".join(flags)
+    return as_json({key: training[key] for key in RUN_SETTINGS if key in training})
 
 
 def loss_params(wildcards):
     """The loss's parameters as a shell-quoted JSON object."""
-    params = config["loss_params"].get(wildcards.loss, {})
-    return f"'{json.dumps(params)}'"
+    return as_json(config["loss_params"].get(wildcards.loss, {}))
 
 
 def gpu_resources():
@@ -196,21 +217,36 @@ def gpu_model():
     return (config["training"]["gpu"] and config["training"]["gpu_model"]) or ""
 
 
-def all_models(name):
-    return expand(
-        f"{RESULTS}/models/{{loss}}/seed{{seed}}/{name}", loss=LOSSES, seed=SEEDS
-    )
-
-
-def all_evaluations(name):
-    return expand(
-        f"{RESULTS}/eval/{{loss}}/seed{{seed}}/{name}", loss=LOSSES, seed=SEEDS
-    )
-
-
 def explain_examples():
-    return f"'{json.dumps(config['explain']['examples'])}'"
+    return as_json(config["explain"]["examples"])
+
+
+def report_inputs():
+    """The report's inputs, named as the fields of benloss.report.html.ReportInputs."""
+    inputs = {
+        "config": f"{RESULTS}/{layout.RUN_CONFIG}",
+        "summary": label_file("summary"),
+        "encoded": ENCODED,
+        "table1": table_file("table1"),
+        "table2": table_file("table2"),
+        "per_class": table_file("per_class"),
+        "pairwise": bootstrap_file("pairwise"),
+        "lrp_scores": explanation_file("scores"),
+        "conservation": explanation_file("conservation"),
+        "zbox_bounds": explanation_file("bounds"),
+        "class_counts_figure": figure_file("counts"),
+        "f1_curves": figure_file("curves"),
+        "f1_time": figure_file("time_curves"),
+        "pairwise_figure": figure_file("pairwise"),
+        "lrp_heatmaps": explanation_file("figure"),
+        "lrp_scores_figure": explanation_file("chart"),
+        "runs": all_models("run"),
+        "baselines": all_models("baseline"),
+    }
+    if DEMO:
+        inputs["archive"] = archive_path()
+    return inputs
 
 
 def all_outputs():
-    return [f"{RESULTS}/report.html"]
+    return [f"{RESULTS}/{layout.REPORT}"]

@@ -37,14 +37,14 @@ rule prepare:
     input:
         unpack(prepare_inputs),
     output:
-        table=f"{RESULTS}/labels/patches.parquet",
+        table=label_file("table"),
         counts=report(
-            f"{RESULTS}/labels/class_counts.csv",
+            label_file("counts"),
             caption="../report/class_counts.rst",
             category="1. Data",
         ),
-        summary=f"{RESULTS}/labels/summary.json",
-        encoded=directory(f"{RESULTS}/encoded"),
+        summary=label_file("summary"),
+        encoded=directory(ENCODED),
     log:
         f"{RESULTS}/logs/prepare.log",
     conda:

@@ -1,29 +1,30 @@
 rule explain:
     input:
-        models=all_models("model.pt"),
-        encoded=f"{RESULTS}/encoded",
+        # Fig. 1 and the reference-map scores explain each loss's lowest-seed model.
+        models=all_models("model", seeds=[min(SEEDS)]),
+        encoded=ENCODED,
     output:
         figure=report(
-            f"{RESULTS}/figures/lrp_heatmaps.png",
+            explanation_file("figure"),
             caption="../report/lrp_heatmaps.rst",
             category="4. Explanations",
         ),
-        figure_pdf=f"{RESULTS}/figures/lrp_heatmaps.pdf",
-        relevance=f"{RESULTS}/explain/relevance.npz",
+        figure_pdf=explanation_file("figure_pdf"),
+        relevance=explanation_file("relevance"),
         scores=report(
-            f"{RESULTS}/tables/lrp_scores.csv",
+            explanation_file("scores"),
             caption="../report/lrp_scores.rst",
             category="4. Explanations",
         ),
-        examples=f"{RESULTS}/explain/lrp_examples.csv",
+        examples=explanation_file("examples"),
         chart=report(
-            f"{RESULTS}/figures/lrp_scores.png",
+            explanation_file("chart"),
             caption="../report/lrp_scores_chart.rst",
             category="4. Explanations",
         ),
-        chart_pdf=f"{RESULTS}/figures/lrp_scores.pdf",
-        conservation=f"{RESULTS}/explain/conservation.csv",
-        bounds=f"{RESULTS}/explain/zbox_bounds.csv",
+        chart_pdf=explanation_file("chart_pdf"),
+        conservation=explanation_file("conservation"),
+        bounds=explanation_file("bounds"),
     log:
         f"{RESULTS}/logs/explain.log",
     conda:
@@ -33,14 +34,14 @@ rule explain:
         gpu=gpu_resources(),
         gpu_model=gpu_model(),
     params:
-        results=run_folder,
+        inputs=input_options,
+        run=run_folder,
         examples=explain_examples(),
         per_class=config["explain"]["per_class"],
         seed=config["explain"]["seed"],
         device=config["training"]["device"],
         gpu_slots=gpu_slot_options(),
     shell:
-        "benloss explain --results {params.results} --encoded {input.encoded} --examples {params.examples}"
-        " --per-class {params.per_class} --seed {params.seed} --out {params.results} --threads {threads}"
-        " --device {params.device} {params.gpu_slots}"
-        " > {log} 2>&1"
+        "benloss explain {params.inputs} --examples {params.examples} --per-class {params.per_class}"
+        " --seed {params.seed} --out {params.run} --threads {threads} --device {params.device}"
+        " {params.gpu_slots} > {log} 2>&1"

@@ -1,34 +1,107 @@
+rule tables:
+    input:
+        metrics=all_evaluations("metrics"),
+        per_class=all_evaluations("per_class"),
+        histories=all_models("history"),
+        class_counts=label_file("counts"),
+        intervals=bootstrap_file("intervals"),
+    output:
+        table1=report(
+            table_file("table1"),
+            caption="../report/table1.rst",
+            category="3. Results",
+            subcategory="Table 1",
+        ),
+        table1_md=table_file("table1_md"),
+        table1_tex=table_file("table1_tex"),
+        table1_paper=table_file("table1_paper"),
+        table2=report(
+            table_file("table2"),
+            caption="../report/table2.rst",
+            category="3. Results",
+            subcategory="Table 2",
+        ),
+        table2_md=table_file("table2_md"),
+        per_class=report(
+            table_file("per_class"),
+            caption="../report/per_class.rst",
+            category="3. Results",
+            subcategory="Per class",
+        ),
+    log:
+        f"{RESULTS}/logs/tables.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        inputs=input_options,
+        outdir=output_folder,
+        demo="--demo" if DEMO else "",
+    shell:
+        "benloss tables {params.inputs} --out {params.outdir} {params.demo} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        histories=all_models("history"),
+        class_counts=label_file("counts"),
+        pairwise=bootstrap_file("pairwise"),
+    output:
+        curves=report(
+            figure_file("curves"),
+            caption="../report/f1_curves.rst",
+            category="2. Training",
+        ),
+        curves_pdf=figure_file("curves_pdf"),
+        time_curves=report(
+            figure_file("time_curves"),
+            caption="../report/f1_time.rst",
+            category="2. Training",
+        ),
+        pairwise=report(
+            figure_file("pairwise"),
+            caption="../report/pairwise_f1.rst",
+            category="3. Results",
+            subcategory="Significance",
+        ),
+        counts=report(
+            figure_file("counts"),
+            caption="../report/class_counts.rst",
+            category="1. Data",
+        ),
+    log:
+        f"{RESULTS}/logs/figures.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        inputs=input_options,
+        outdir=output_folder,
+    shell:
+        "benloss figures {params.inputs} --out {params.outdir} > {log} 2>&1"
+
+
 rule run_config:
     output:
-        f"{RESULTS}/config.yaml",
+        f"{RESULTS}/{layout.RUN_CONFIG}",
     log:
         f"{RESULTS}/logs/run_config.log",
     conda:
         "../../envs/report.yaml"
     params:
         text=yaml.safe_dump(config, sort_keys=False),
-    run:
-        with open(output[0], "w") as handle:
-            handle.write(params.text)
+    shell:
+        "printf '%s' {params.text:q} > {output} && echo 'configuration written to {output}' > {log}"
 
 
 rule report:
     input:
-        config=f"{RESULTS}/config.yaml",
-        statistics=rules.statistics.output,
-        tables=rules.tables.output,
-        figures=rules.figures.output,
-        explain=rules.explain.output,
-        summary=f"{RESULTS}/labels/summary.json",
-        encoded=f"{RESULTS}/encoded",
-        baselines=all_models("baseline.json"),
+        **report_inputs(),
     output:
-        f"{RESULTS}/report.html",
+        f"{RESULTS}/{layout.REPORT}",
     log:
         f"{RESULTS}/logs/report.log",
     conda:
         "../../envs/report.yaml"
     params:
-        results=run_folder,
+        inputs=input_options,
     shell:
-        "benloss report --results {params.results} --config {input.config} --out {output} > {log} 2>&1"
+        "benloss report {params.inputs} --out {output} > {log} 2>&1"

@@ -1,0 +1,1 @@
+"""The study's facts, torch-free: bands, class nomenclature, official lists, the paper's numbers, the losses."""

@@ -1,0 +1,146 @@
+"""The one home of the results tree and of the official file names, standard library only.
+
+``workflow/rules/common.smk`` imports this module to name every rule's inputs and outputs, and the package
+imports it to name what it writes, so no path or file name is written twice. A run's tree::
+
+    results/<run>/
+        config.yaml                      the run's configuration
+        demo_archive/                    the synthetic archive (demo only)
+        labels/                          LABEL_FILES
+        encoded/                         encoded_array(split, part), patch_list(split), ENCODED_FILES
+        models/<loss>/seed<seed>/        MODEL_FILES (and the checkpoint while training)
+        eval/<loss>/seed<seed>/          EVALUATION_FILES
+        tables/ figures/ explain/        TABLE_FILES, FIGURE_FILES, EXPLANATION_FILES
+        logs/                            one log per job
+        report.html
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePath
+
+from benloss.errors import InputError
+
+#: Where ``results/<run>/`` folders go unless the config's ``results`` says otherwise.
+RESULTS = "results"
+
+#: The label stage's files (under ``labels/``).
+LABEL_FILES = {"table": "patches.parquet", "counts": "class_counts.csv", "summary": "summary.json"}
+#: The encoded folder's files besides the per-split arrays.
+ENCODED_FILES = {
+    "meta": "meta.json",
+    "band_statistics": "band_statistics.csv",  # what the trainer normalises with
+    "training_band_statistics": "training_band_statistics.csv",  # exact, computed while encoding
+}
+#: The part of a per-split encoded array that holds reference maps (the band groups and ``labels`` are the others).
+REFERENCE_MAPS = "reference_maps"
+#: One trained model's files (under ``models/<loss>/seed<seed>/``).
+MODEL_FILES = {
+    "model": "model.pt",
+    "history": "history.csv",
+    "val_scores": "val_scores.npy",
+    "baseline": "baseline.json",
+    "run": "run.json",
+}
+CHECKPOINT = "checkpoint.pt"
+#: One evaluation's files (under ``eval/<loss>/seed<seed>/``).
+EVALUATION_FILES = {"metrics": "metrics.json", "per_class": "per_class.csv", "test_scores": "test_scores.npy"}
+#: The bootstrap's tables (under ``tables/``).
+BOOTSTRAP_FILES = {"intervals": "intervals.csv", "pairwise": "pairwise.csv"}
+#: The report stage's tables (under ``tables/``).
+TABLE_FILES = {
+    "table1": "table1.csv",
+    "table1_md": "table1.md",
+    "table1_tex": "table1.tex",
+    "table1_paper": "table1_paper.csv",
+    "table2": "table2.csv",
+    "table2_md": "table2.md",
+    "per_class": "per_class_f1.csv",
+}
+#: The report stage's figures (under ``figures/``).
+FIGURE_FILES = {
+    "curves": "f1_curves.png",
+    "curves_pdf": "f1_curves.pdf",
+    "time_curves": "f1_time.png",
+    "pairwise": "pairwise_f1.png",
+    "counts": "class_counts.png",
+}
+#: The explanation stage's files, relative to the run folder.
+EXPLANATION_FILES = {
+    "figure": "figures/lrp_heatmaps.png",
+    "figure_pdf": "figures/lrp_heatmaps.pdf",
+    "relevance": "explain/relevance.npz",
+    "scores": "tables/lrp_scores.csv",
+    "examples": "explain/lrp_examples.csv",
+    "chart": "figures/lrp_scores.png",
+    "chart_pdf": "figures/lrp_scores.pdf",
+    "conservation": "explain/conservation.csv",
+    "bounds": "explain/zbox_bounds.csv",
+}
+REPORT = "report.html"
+RUN_CONFIG = "config.yaml"
+
+#: BigEarthNet-S2 v2.0's files under their official names.
+V2_FILES = {
+    "s2": "BigEarthNet-S2.tar.zst",
+    "reference_maps": "Reference_Maps.tar.zst",
+    "metadata": "metadata.parquet",
+    "exclusions": "metadata_for_patches_with_snow_cloud_or_shadow.parquet",
+}
+#: BigEarthNet-S2 v1.0's split and exclusion lists under their official names.
+V1_LIST_FILES = {
+    "train": "train.csv",
+    "val": "val.csv",
+    "test": "test.csv",
+    "snow": "patches_with_seasonal_snow.csv",
+    "cloud": "patches_with_cloud_and_shadow.csv",
+}
+#: The demo archive in v1.0 layout, and its region masks (the demo's ground truth of where each class is).
+DEMO_V1_ARCHIVE = "BigEarthNet-demo.tar.gz"
+DEMO_MASKS = "masks.npz"
+#: The demo's files in each layout, relative to its folder, as ``benloss.data.synth`` writes them.
+DEMO_FILES = {
+    "v1": {
+        "archive": DEMO_V1_ARCHIVE,
+        "reference_maps": V2_FILES["reference_maps"],
+        "band_statistics": ENCODED_FILES["band_statistics"],
+        **{name: f"lists/{file}" for name, file in V1_LIST_FILES.items()},
+    },
+    "v2": {
+        "archive": V2_FILES["s2"],
+        "reference_maps": V2_FILES["reference_maps"],
+        "metadata": V2_FILES["metadata"],
+        "exclusions": V2_FILES["exclusions"],
+    },
+}
+
+_MODEL_FOLDER = re.compile(r"(?:^|/)(?:models|eval)/(?P<loss>[a-z0-9_]+)/seed(?P<seed>\d+)/[^/]+$")
+
+
+def encoded_array(split: str, part: str) -> str:
+    """File name of one encoded array: ``part`` a band group name, ``labels`` or ``REFERENCE_MAPS``."""
+    return f"{split}_{part}.npy"
+
+
+def patch_list(split: str) -> str:
+    """File name of a split's patch names, one a line, in the row order of its arrays."""
+    return f"{split}_patches.txt"
+
+
+def model_folder(run: str, loss: str, seed: int | str) -> str:
+    """``<run>/models/<loss>/seed<seed>``: one trained model's folder."""
+    return f"{run}/models/{loss}/seed{seed}"
+
+
+def evaluation_folder(run: str, loss: str, seed: int | str) -> str:
+    """``<run>/eval/<loss>/seed<seed>``: one model's test evaluation."""
+    return f"{run}/eval/{loss}/seed{seed}"
+
+
+def model_of(path: str | PurePath) -> tuple[str, int]:
+    """(loss, seed) of a file in a model's or an evaluation's folder, read from its path."""
+    match = _MODEL_FOLDER.search(PurePath(path).as_posix())
+    if match is None:
+        raise InputError(f"{path}: not a file of models/<loss>/seed<seed>/ or eval/<loss>/seed<seed>/")
+    return match["loss"], int(match["seed"])

@@ -1,0 +1,1 @@
+"""The report stage (``workflow/rules/report.smk``): tables, figures, guidelines and the HTML report; torch-free."""
