@@ -3,7 +3,7 @@
     python benchmarks/gpu_check.py --out benchmarks/out/gpu    # needs CUDA: exits 2 without it
     python benchmarks/gpu_check.py --smoke --out /tmp/check    # every step on the CPU at tiny sizes (`make test`)
 
-(a) the tests marked ``gpu`` (tests/test_gpu.py); (b) training speed of fp32, bf16, bf16 + channels-last and
+(a) the tests marked ``gpu`` (tests/training/test_on_gpu.py); (b) training speed of fp32, bf16, bf16 + channels-last and
 bf16 + channels-last + torch.compile at widths 128 and 1024, batch 256, ``cudnn.benchmark`` on; (c) the loader
 routes (memory-map gather into pinned memory with non-blocking copies; device-resident) against the fastest
 training variant; (d) packing: 1, 2 and 4 training processes on the one card at once, total images/s; (e) the
@@ -93,7 +93,7 @@ def gpu_tests(out: Path, smoke: bool) -> dict:
     if smoke:
         env["BENLOSS_GPU_TESTS_ON_CPU"] = "1"
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
-               f"--junitxml={report}", str(ROOT / "tests" / "test_gpu.py")]  # fmt: skip
+               f"--junitxml={report}", str(ROOT / "tests" / "training" / "test_on_gpu.py")]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     tests = []
     if report.exists():

@@ -19,7 +19,9 @@ from benloss.facts.nomenclature import classes
 from benloss.facts.splits import list_paths
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_ARCHIVE = ROOT / "tests" / "data" / "BigEarthNet-S2-Example.tar.bz2"
+#: Real files no one here wrote: the official example patches, BigEarthNet v2.0 patches and reference maps.
+FIXTURES = ROOT / "tests" / "fixtures"
+EXAMPLE_ARCHIVE = FIXTURES / "BigEarthNet-S2-Example.tar.bz2"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = ROOT / ".test" / "config" / "config.yaml"

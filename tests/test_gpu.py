@@ -1,124 +1,136 @@
-"""Checks on a CUDA device (`make gpu-check`): CUDA agrees with the CPU, resumption stays exact, bf16 stays finite.
-
-They skip without CUDA; `benchmarks/gpu_check.py --smoke` runs them on the CPU to keep the code paths working.
-"""
+"""GPU slot claiming without a GPU: cards faked with BENLOSS_FAKE_GPUS, jobs are real processes holding real locks."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pytest
-import torch
+from benloss.cli import main
+from benloss.gpu import FAKE_GPUS_ENV, gpu_slot, slot_order, try_claim
 
-from benloss.data.encode import write_random_encoded
-from benloss.facts.bands import BAND_GROUPS, official_band_statistics
-from benloss.training.losses import build_loss
-from benloss.training.models import KBranchCNN
-from benloss.training.train import train
+from .support import ROOT
 
-from .test_train import config, deterministic, train_until_crash
-
-# cuBLAS needs this before CUDA starts to run deterministically (resumption must be bit-exact).
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(scope="module")
-def encoded(tmp_path_factory):
-    """Random encoded splits: no archive or label stage, so the tests run where rasterio and pyarrow are missing."""
-    return write_random_encoded(tmp_path_factory.mktemp("gpu") / "encoded", {"train": 24, "val": 8, "test": 8})
-
-
-@pytest.fixture
-def exact():
-    """Deterministic kernels and no TF32, so CUDA can be compared with the CPU and with itself."""
-    settings = (torch.backends.cudnn, "deterministic", True), (torch.backends.cudnn, "benchmark", False), \
-        (torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)  # fmt: skip
-    saved = [getattr(owner, name) for owner, name, _ in settings]
-    for owner, name, value in settings:
-        setattr(owner, name, value)
-    yield
-    for (owner, name, _), value in zip(settings, saved, strict=True):
-        setattr(owner, name, value)
+#: A job: claim a slot, print "card slot CUDA_VISIBLE_DEVICES", hold it until its release file appears.
+JOB = """
+import logging, os, sys, time
+from pathlib import Path
+from benloss.cli import main
+from benloss.gpu import gpu_slot
+logging.basicConfig(level=logging.INFO)
+lock_dir, jobs_per_gpu, release = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+with gpu_slot("auto", jobs_per_gpu, lock_dir, poll_seconds=0.02) as claimed:
+    print(claimed.card, claimed.slot, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+    while not release.exists():
+        time.sleep(0.01)
+"""
 
 
-def random_batch(n: int, seed: int, dtype: torch.dtype) -> tuple[list[torch.Tensor], torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    inputs = [torch.randn(n, len(g.bands), g.size, g.size, generator=generator, dtype=dtype) for g in BAND_GROUPS]
-    return inputs, (torch.rand(n, 19, generator=generator) < 0.2).to(dtype)
+def start_job(lock_dir: Path, jobs_per_gpu: int, release: Path, cards: int) -> subprocess.Popen:
+    env = os.environ | {FAKE_GPUS_ENV: str(cards), "PYTHONPATH": str(ROOT / "src")}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return subprocess.Popen([sys.executable, "-c", JOB, str(lock_dir), str(jobs_per_gpu), str(release)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-def test_training_steps_on_cuda_agree_with_the_cpu_in_float64(accelerator, exact):
-    torch.manual_seed(0)
-    reference = KBranchCNN(8).double()
-    loss = build_loss("cel")
-    trained = []
-    for device in (torch.device("cpu"), accelerator):
-        model = KBranchCNN(8).double()
-        model.load_state_dict(reference.state_dict())
-        for module in model.modules():  # dropout masks come from each device's own generator
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-        model.to(device).train()
-        optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
-        for step in range(3):
-            inputs, targets = random_batch(4, step, torch.float64)
-            value = loss(model(*(x.to(device) for x in inputs)), targets.to(device))
-            optimizer.zero_grad()
-            value.backward()
-            optimizer.step()
-        trained.append({name: p.detach().cpu() for name, p in model.state_dict().items()})
-    for name, value in trained[0].items():
-        torch.testing.assert_close(trained[1][name], value, rtol=1e-6, atol=1e-6, msg=name)
+def claim_of(job: subprocess.Popen) -> tuple[int, int]:
+    card, slot, visible = job.stdout.readline().split()
+    assert visible == card, "the job must see only its own card"
+    return int(card), int(slot)
 
 
-def test_resuming_from_a_checkpoint_on_cuda_is_exact(accelerator, exact, encoded, tmp_path, monkeypatch):
-    counts = encoded / "class_counts.csv"
-    run = config(device=str(accelerator))
-    reference = train(run, encoded, counts, tmp_path / "straight")
-    train_until_crash(run, 3, encoded, counts, tmp_path / "resumed", monkeypatch)
-    resumed = train(run, encoded, counts, tmp_path / "resumed")
-    pd.testing.assert_frame_equal(deterministic(resumed), deterministic(reference), check_exact=True)
-    first = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
-    second = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
-    assert all(torch.equal(first[k], second[k]) for k in first)
+def test_slots_fill_every_card_before_doubling_up():
+    assert slot_order(3, 2) == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
 
 
-def test_bf16_autocast_trains_and_stays_finite(accelerator, encoded, tmp_path):
-    """bf16 autocast follows the float32 run within a few per cent, and every number stays finite."""
-    counts = encoded / "class_counts.csv"
-    fp32 = train(config(device=str(accelerator)), encoded, counts, tmp_path / "fp32")
-    bf16 = train(config(device=str(accelerator), amp=True), encoded, counts, tmp_path / "bf16")
-    assert np.isfinite(deterministic(bf16).to_numpy(dtype=float)).all()
-    for column in ("train_loss", "val_loss"):
-        np.testing.assert_allclose(bf16[column], fp32[column], rtol=0.05)
+def test_seven_jobs_on_three_cards_by_two_never_share_and_the_seventh_waits(tmp_path):
+    locks = tmp_path / "locks"
+    jobs, claims = [], []
+    try:
+        for i in range(6):  # one after the other, so each claim shows the filling order
+            jobs.append(start_job(locks, 2, tmp_path / f"release{i}", cards=3))
+            claims.append(claim_of(jobs[-1]))
+        assert claims == slot_order(3, 2)
+        jobs.append(start_job(locks, 2, tmp_path / "release6", cards=3))
+        assert "all 6 GPU slots (3 card(s) × 2 job(s) per card" in jobs[6].stderr.readline()  # it waits
+        time.sleep(0.2)
+        assert jobs[6].poll() is None
+        (tmp_path / "release4").touch()  # the job on card 1, slot 1 ends
+        assert jobs[4].wait(timeout=10) == 0
+        assert claim_of(jobs[6]) == (1, 1)
+        for i in (0, 1, 2, 3, 5, 6):
+            (tmp_path / f"release{i}").touch()
+        assert all(job.wait(timeout=10) == 0 for job in jobs)
+    finally:
+        for job in jobs:
+            job.kill()
 
 
-def test_device_resident_data_give_the_pinned_loaders_history(accelerator, exact, encoded, tmp_path):
-    counts = encoded / "class_counts.csv"
-    run = config(epochs=2, device=str(accelerator))
-    loaded = train(run, encoded, counts, tmp_path / "loader")
-    resident = train(config(epochs=2, device=str(accelerator), data_on_device=True), encoded, counts,
-                     tmp_path / "resident")  # fmt: skip
-    pd.testing.assert_frame_equal(deterministic(resident), deterministic(loaded), rtol=1e-6)
+def test_a_killed_holders_slot_is_free_at_once(tmp_path):
+    locks = tmp_path / "locks"
+    holder = start_job(locks, 1, tmp_path / "never", cards=1)
+    try:
+        assert claim_of(holder) == (0, 0)
+        assert try_claim(locks, 1, 1) is None
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        claimed = try_claim(locks, 1, 1)
+        assert claimed is not None and (claimed.card, claimed.slot) == (0, 0)
+        claimed.release()
+    finally:
+        holder.kill()
 
 
-def test_lrp_relevance_on_cuda_equals_the_cpus(accelerator, exact):
-    pytest.importorskip("zennit", reason="LRP needs zennit: bring it as a wheel (benchmarks/README.md)")
-    from benloss.explanation.explain import relevance
+def test_a_scheduler_assigned_device_is_used_as_given(tmp_path, monkeypatch):
+    monkeypatch.setenv(FAKE_GPUS_ENV, "3")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    with gpu_slot("auto", 2, tmp_path / "locks") as claimed:
+        assert claimed is None
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+    assert not (tmp_path / "locks").exists()
 
-    statistics = official_band_statistics()
-    torch.manual_seed(0)
-    model = KBranchCNN(8).eval()
-    inputs, _ = random_batch(4, 0, torch.float32)
-    classes = torch.tensor([0, 5, 11, 18])
-    cpu_parts, cpu_scores = relevance(model, tuple(inputs), classes, statistics)
-    model.to(accelerator)
-    parts, scores = relevance(model, tuple(x.to(accelerator) for x in inputs), classes.to(accelerator), statistics)
-    torch.testing.assert_close(scores.cpu(), cpu_scores, rtol=1e-4, atol=1e-4)
-    for part, cpu_part in zip(parts, cpu_parts, strict=True):
-        scale = float(cpu_part.abs().max())
-        torch.testing.assert_close(part.cpu(), cpu_part, rtol=1e-4, atol=1e-4 * scale)
+
+def test_cpu_jobs_and_machines_without_cards_claim_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv(FAKE_GPUS_ENV, "2")
+    with gpu_slot("cpu", 1, tmp_path / "locks") as claimed:
+        assert claimed is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+    monkeypatch.setenv(FAKE_GPUS_ENV, "0")
+    with gpu_slot("auto", 1, tmp_path / "locks") as claimed:
+        assert claimed is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_the_pin_is_undone_when_the_block_ends(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv(FAKE_GPUS_ENV, "2")
+    with gpu_slot("cuda", 1, tmp_path / "locks") as claimed:
+        assert (claimed.card, os.environ["CUDA_VISIBLE_DEVICES"]) == (0, "0")
+        assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    again = try_claim(tmp_path / "locks", 2, 1)
+    assert (again.card, again.slot) == (0, 0)
+    again.release()
+
+
+def test_the_training_step_runs_on_the_free_card_it_claimed(tmp_path, monkeypatch):
+    """`benloss train` with 2 (fake) cards and card 0 busy: training runs pinned to card 1, then frees it."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv(FAKE_GPUS_ENV, "2")
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    busy = try_claim(locks, 2, 1)
+    seen = []
+    monkeypatch.setattr("benloss.training.train.train", lambda *args: seen.append(os.environ["CUDA_VISIBLE_DEVICES"]))
+    main(
+        ["train", "--encoded", "e", "--class-counts", "c", "--out", "o", "--loss", "cel", "--gpu-lock-dir", str(locks)]
+    )
+    busy.release()
+    assert seen == ["1"]
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    freed = [try_claim(locks, 2, 1) for _ in range(2)]
+    assert [(slot.card, slot.slot) for slot in freed] == [(0, 0), (1, 0)]
+    for slot in freed:
+        slot.release()

@@ -38,7 +38,7 @@ def read_uncompressed(data: bytes) -> np.ndarray | None:
         layout = _known_layout(data, order)
         if layout is None:
             read: list[tuple[int, bytes]] = []
-            tags = _first_directory(data, order, read=read)
+            tags = first_directory(data, order, read=read)
             layout = _one_piece(order, tags)
             if layout is None:
                 return _pixels(data, order, tags)
@@ -90,7 +90,7 @@ def _one_piece(order: str, tags: dict[int, tuple[int, ...]]) -> Layout | None:
     return offsets[0], dtype, (height, width)
 
 
-def _first_directory(
+def first_directory(
     data: bytes, order: str, read_tags: frozenset[int] = _READ_TAGS, read: list[tuple[int, bytes]] | None = None
 ) -> dict[int, tuple[int, ...]]:
     """The integer tags of the first image directory in ``read_tags`` (the GeoKeys and others are skipped).
@@ -250,7 +250,7 @@ def read_deflated(data: bytes) -> np.ndarray | None:
         return None
     order = "<" if data[:2] == b"II" else ">"
     try:
-        tags = _first_directory(data, order, _DEFLATE_READ_TAGS)
+        tags = first_directory(data, order, _DEFLATE_READ_TAGS)
         return _inflate(data, order, tags)
     except (struct.error, ValueError, KeyError, IndexError, zlib.error):
         return None

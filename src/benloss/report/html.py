@@ -131,7 +131,7 @@ def _run_records(runs: list[Path]) -> list[dict]:
     return records
 
 
-def _table1_comparison(ours: pd.DataFrame) -> list[dict]:
+def table1_comparison(ours: pd.DataFrame) -> list[dict]:
     paper = paper_table1()
     rows = []
     for metric in ("P", "R", "F1"):
@@ -177,7 +177,7 @@ def _zbox_summary(bounds: pd.DataFrame) -> dict:
             "above_share": bounds["above_10000"].sum() / max(pixels, 1)}  # fmt: skip
 
 
-def _spreads(long: pd.DataFrame) -> list[dict]:
+def seed_spreads(long: pd.DataFrame) -> list[dict]:
     """Sample F1 per loss: seed mean ± std beside the test-image interval, and which spread dominates."""
     rows = long[(long["metric"] == "F1") & (long["seeds"] > 1)]
     return rows[["loss", "mean", "std", "ci_low", "ci_high", "test_se", "dominant_spread"]].to_dict("records")
@@ -221,9 +221,9 @@ def context(inputs: ReportInputs) -> dict:
         "kept_total": sum(summary["kept"].values()),
         "runs": runs,
         "baseline": baselines[0] if baselines else None,
-        "table1": _table1_comparison(table1_long),
+        "table1": table1_comparison(table1_long),
         "table1_more": _table1_more(table1_long),
-        "spreads": _spreads(table1_long),
+        "spreads": seed_spreads(table1_long),
         "pairwise": pairwise[pairwise["metric"] == "F1 samples"].to_dict("records"),
         "alpha": ALPHA,
         "table2": table2.reset_index().to_dict("records"),

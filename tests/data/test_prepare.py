@@ -27,9 +27,8 @@ from benloss.data.tarstream import iter_files
 from benloss.facts.nomenclature import conversion
 from benloss.facts.splits import read_list, write_list
 
-from .support import EXAMPLE_ARCHIVE, ROOT, demo_lists
-from .test_data import OFFICIAL_LISTS, _rewrite_archive
-from .test_diskspace import Usage
+from ..support import EXAMPLE_ARCHIVE, ROOT, demo_lists
+from .support import OFFICIAL_LISTS, Usage, rewrite_archive
 
 ABSENT = "S2A_MSIL2A_20170613T101031_99_99"
 
@@ -65,7 +64,7 @@ def demo_with_holes(demo, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
             return json.dumps(json.loads(data) | {"labels": [dropped_label]}).encode()
         return data
 
-    _rewrite_archive(demo / "BigEarthNet-demo.tar.gz", folder / "holes.tar.gz", change)
+    rewrite_archive(demo / "BigEarthNet-demo.tar.gz", folder / "holes.tar.gz", change)
     write_list(folder / "train.csv", sorted([*read_list(lists["train"]), ABSENT]))
     return folder / "holes.tar.gz", lists | {"train": folder / "train.csv"}
 
@@ -109,7 +108,7 @@ def test_bad_input_names_the_file_and_leaves_neither_output(demo, tmp_path, case
             return json.dumps({"labels": ["Lava fields"]}).encode()
         return data
 
-    _rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
+    rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
     source = v1_demo_source(demo, demo_lists(demo), tmp_path / "bad.tar.gz")
     expected = r"_B03\.tif: not a readable GeoTIFF" if case == "corrupt band" else r"bad\.tar\.gz: .*Lava fields"
     with pytest.raises((ArchiveError, ValueError), match=expected):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .support import TINY, snakemake
+from ..support import TINY, snakemake
 
 AGGREGATING = {"run_config", "bootstrap", "tables", "figures", "explain", "report"}
 

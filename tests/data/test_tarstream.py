@@ -9,7 +9,7 @@ import pytest
 
 from benloss.data.tarstream import TarFormatError, iter_files
 
-from .support import EXAMPLE_ARCHIVE
+from ..support import EXAMPLE_ARCHIVE
 
 LONG = "BigEarthNet-v1.0/S2B_MSIL2A_20170924T93020_69_24/" + "S2B_MSIL2A_20170924T93020_69_24_labels_metadata.json"
 

@@ -9,11 +9,11 @@ from benloss.evaluation.results import histories
 from benloss.facts.loss_catalog import LOSS_IDS, loss_info
 from benloss.report.figures import learning_curves
 from benloss.report.guidelines import guidelines
-from benloss.report.html import _table1_comparison
+from benloss.report.html import table1_comparison
 from benloss.report.plotting import LOSS_STYLE
 from benloss.report.tables import write_tables
 
-from .support import histories_of, table_inputs, write_fake_run
+from ..support import histories_of, table_inputs, write_fake_run
 
 LATER = ("zlpr", "cel", "asl", "rl")  # later additions mixed with paper losses, out of LOSS_IDS order
 
@@ -45,7 +45,7 @@ def test_report_comparison_shows_no_paper_number_for_later_additions(tmp_path):
     write_tables(*table_inputs(tmp_path), tmp_path / "class_counts.csv", tmp_path / "tables")
     rows = {
         row["metric"]: {cell["loss"]: cell for cell in row["cells"]}
-        for row in _table1_comparison(pd.read_csv(tmp_path / "tables" / "table1.csv"))
+        for row in table1_comparison(pd.read_csv(tmp_path / "tables" / "table1.csv"))
     }
     assert rows["P"]["ASL"]["paper"] is None and rows["P"]["ZLPR"]["difference"] is None
     ours_cel = pd.read_csv(tmp_path / "tables" / "table1.csv").query("metric == 'P' and loss == 'CEL'")["mean"].item()

@@ -18,7 +18,6 @@ from benloss.facts.bands import BAND_GROUPS
 from benloss.training.batches import batch_plan, fits_on_device
 from benloss.training.models import KBranchCNN
 from benloss.training.train import (
-    TIMING_COLUMNS,
     NonFiniteLoss,
     TrainConfig,
     Trainer,
@@ -27,34 +26,8 @@ from benloss.training.train import (
     train,
 )
 
-from .support import ROOT
-
-
-def config(**overrides) -> TrainConfig:
-    return TrainConfig(**({"loss": "wcel", "width": 8, "epochs": 3, "batch_size": 8, "threads": 1} | overrides))
-
-
-def deterministic(history: pd.DataFrame) -> pd.DataFrame:
-    return history.drop(columns=list(TIMING_COLUMNS))
-
-
-class Crash(RuntimeError):
-    pass
-
-
-def train_until_crash(run_config: TrainConfig, crash_epoch: int, encoded, counts, outdir, monkeypatch) -> None:
-    """Train with a crash at the start of ``crash_epoch`` (after the previous epoch's checkpoint)."""
-    original = Trainer.train_epoch
-
-    def crashing(self, epoch):
-        if epoch == crash_epoch:
-            raise Crash("killed")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crashing)
-    with pytest.raises(Crash):
-        train(run_config, encoded, counts, outdir)
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+from ..support import ROOT
+from .support import config, deterministic, train_until_crash
 
 
 def test_resumed_history_equals_an_uninterrupted_one(demo_encoded, demo_labels, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import yaml
 
 from benloss.facts.loss_catalog import LOSS_IDS, PAPER_LOSS_IDS, loss_info
 
-from .support import ROOT, TINY, snakemake
+from ..support import ROOT, TINY, snakemake
 
 
 def test_every_stage_produces_its_outputs(tiny_run):

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from benloss.facts.loss_catalog import LOSS_IDS, PAPER_LOSS_IDS, loss_info
 from benloss.training.losses import LOSSES, build_loss, class_weights, sparsemax
 
-from .support import ROOT
+from ..support import ROOT
 
 COUNTS = [100.0, 10.0, 1.0, 50.0, 0.0, 7.0, 3.0]
 

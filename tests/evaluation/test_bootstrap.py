@@ -221,12 +221,12 @@ def test_predictions_that_do_not_reproduce_metrics_json_are_refused(tmp_path):
 
 
 def test_report_sets_seed_spread_beside_the_test_interval_only_with_several_seeds():
-    from benloss.report.html import _spreads
+    from benloss.report.html import seed_spreads
 
     long = pd.DataFrame(
         {"metric": ["F1", "F1", "P"], "loss": ["CEL", "SML", "CEL"], "mean": [60.0, 70.0, 50.0],
          "std": [2.0, np.nan, 1.0], "seeds": [3, 1, 3], "ci_low": [58.0, 68.0, 49.0], "ci_high": [62.0, 72.0, 51.0],
          "test_se": [1.0, 1.0, 0.5], "dominant_spread": ["seeds", "", "seeds"]}
     )  # fmt: skip
-    assert _spreads(long) == [{"loss": "CEL", "mean": 60.0, "std": 2.0, "ci_low": 58.0, "ci_high": 62.0,
+    assert seed_spreads(long) == [{"loss": "CEL", "mean": 60.0, "std": 2.0, "ci_low": 58.0, "ci_high": 62.0,
                                "test_se": 1.0, "dominant_spread": "seeds"}]  # fmt: skip

@@ -8,7 +8,7 @@ import pytest
 
 from benloss.facts.splits import read_list
 
-from .support import ROOT
+from ..support import ROOT
 
 SPLITS = ROOT / "resources" / "splits"
 COUNTS = {

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import shutil
 import tarfile
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,12 +25,10 @@ from benloss.data.streams import READ_AHEAD_BLOCK, READ_AHEAD_BLOCKS, open_decom
 from benloss.data.synth import SynthConfig, make_demo_archive, read_masks
 from benloss.facts.bands import BAND_GROUPS, BANDS, read_band_statistics
 from benloss.facts.nomenclature import classes, to_bigearthnet19
-from benloss.facts.splits import SPLITS, list_paths, read_list, write_list
+from benloss.facts.splits import SPLITS, read_list, write_list
 
-from .support import EXAMPLE_ARCHIVE, ROOT, demo_lists
-
-OFFICIAL_LISTS = list_paths(ROOT / "resources" / "splits", suffix=".bz2")
-
+from ..support import EXAMPLE_ARCHIVE, ROOT, demo_lists
+from .support import OFFICIAL_LISTS, rewrite_archive
 
 # -- the demo archive -------------------------------------------------------------------------------
 
@@ -107,18 +103,6 @@ def test_class_counts_match_the_table(demo_labels):
         assert counts[split].to_dict() == {c: sum(c in row for row in labels) for c in classes()}
 
 
-def _rewrite_archive(source: Path, target: Path, change) -> None:
-    """Copy a tar archive member by member, letting ``change(name, data)`` return new bytes or None to drop."""
-    with tarfile.open(source) as old, tarfile.open(target, "w:gz") as new:
-        for member in old:
-            data = old.extractfile(member).read() if member.isfile() else b""
-            data = change(member.name, data)
-            if data is None:
-                continue
-            member.size = len(data)
-            new.addfile(member, io.BytesIO(data))
-
-
 def test_unknown_label_is_an_error_naming_the_patch(demo, tmp_path):
     def change(name, data):
         if name.endswith("_labels_metadata.json") and "victim" not in change.__dict__:
@@ -128,7 +112,7 @@ def test_unknown_label_is_an_error_naming_the_patch(demo, tmp_path):
             return json.dumps(document).encode()
         return data
 
-    _rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
+    rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
     patch = change.victim.split("/")[1]
     with pytest.raises(ValueError, match=f"{patch}.*Lava fields"):
         run_labels(tmp_path / "bad.tar.gz", demo_lists(demo), tmp_path / "out")
@@ -139,7 +123,7 @@ def test_malformed_json_is_an_error_naming_the_file(demo, tmp_path):
     def change(name, data):
         return b"{not json" if name.endswith("_labels_metadata.json") else data
 
-    _rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
+    rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
     with pytest.raises(ArchiveError, match=r"labels_metadata\.json is not valid JSON"):
         run_labels(tmp_path / "bad.tar.gz", demo_lists(demo), tmp_path / "out")
 
@@ -164,7 +148,7 @@ def test_missing_band_names_the_patch(demo, tmp_path):
     def change(name, data):
         return None if name.endswith("_B05.tif") and "_0_1/" in name else data
 
-    _rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
+    rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
     with pytest.raises(ArchiveError, match=r"_0_1 lacks B05"):
         list(iter_patches(tmp_path / "bad.tar.gz", read_bands=False))
 
@@ -180,7 +164,7 @@ def test_corrupt_tif_stops_the_encoder_and_leaves_nothing(demo, demo_labels, tmp
     def change(name, data):
         return b"II*\x00garbage" + data[40:100] if name.endswith("_B03.tif") else data
 
-    _rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
+    rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
     with pytest.raises(ArchiveError, match=r"_B03\.tif: not a readable GeoTIFF"):
         encode_archive(tmp_path / "bad.tar.gz", demo_labels / "patches.parquet", demo / "band_statistics.csv",
                        tmp_path / "encoded")  # fmt: skip
@@ -201,7 +185,7 @@ def test_wrong_size_band_is_rejected(demo, demo_labels, tmp_path):
                 dataset.write(np.zeros((21, 21), np.uint16), 1)
             return memory.read()
 
-    _rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
+    rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
     with pytest.raises(ArchiveError, match=r"_B01\.tif: size \(21, 21\), expected \(20, 20\)"):
         encode_archive(tmp_path / "bad.tar.gz", demo_labels / "patches.parquet", demo / "band_statistics.csv",
                        tmp_path / "encoded")  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import struct
 import tarfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,11 @@ import rasterio
 from rasterio.transform import from_origin
 
 from benloss.data.archive import ArchiveError, decode_band
-from benloss.data.geotiff import _first_directory, read_deflated, read_uncompressed, write_uncompressed
+from benloss.data.geotiff import first_directory, read_deflated, read_uncompressed, write_uncompressed
 
-EXAMPLE = Path(__file__).parent / "data" / "BigEarthNet-S2-Example.tar.bz2"
+from ..support import FIXTURES
+
+EXAMPLE = FIXTURES / "BigEarthNet-S2-Example.tar.bz2"
 
 
 def geotiff(array: np.ndarray, **options) -> bytes:
@@ -183,7 +184,7 @@ def test_deflated_strips_read_like_rasterio(dtype, options):
 
 
 def test_real_reference_map_reads_like_rasterio():
-    path = next((Path(__file__).parent / "data" / "bigearthnet-v2" / "Reference_Maps").rglob("*.tif"))
+    path = next((FIXTURES / "bigearthnet-v2" / "Reference_Maps").rglob("*.tif"))
     np.testing.assert_array_equal(read_deflated(path.read_bytes()), rasterio_read(path.read_bytes()))
 
 
@@ -203,8 +204,8 @@ def test_a_known_directory_pointing_to_other_strips_is_read_again():
     band = np.arange(120 * 120, dtype=np.uint16).reshape(120, 120)
     data = write_uncompressed(band, 32633, 500_000.0, 5_000_000.0, 10.0)
     assert np.array_equal(read_uncompressed(data), band)  # the layout is known from here on
-    offsets = _first_directory(data, "<")[273]
-    rows = _first_directory(data, "<")[278][0]
+    offsets = first_directory(data, "<")[273]
+    rows = first_directory(data, "<")[278][0]
     table = struct.pack("<4I", *offsets)
     assert len(offsets) == 4 and data.count(table) == 1
     swapped = data.replace(table, struct.pack("<4I", offsets[1], offsets[0], *offsets[2:]))

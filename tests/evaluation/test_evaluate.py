@@ -21,7 +21,7 @@ from benloss.training.config import TrainConfig
 from benloss.training.losses import build_loss, sparsemax
 from benloss.training.models import KBranchCNN
 
-from .support import histories_of, table_inputs, write_fake_run
+from ..support import histories_of, table_inputs, write_fake_run
 
 
 def constant_model(path: Path, bias: np.ndarray, loss: str = "cel") -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -14,9 +13,8 @@ from benloss.data.encode import encode_archive, encoded_bytes
 from benloss.data.labels import TABLE_BYTES_PER_PATCH, run_labels
 from benloss.facts.splits import read_list
 
-from .support import demo_lists
-
-Usage = namedtuple("Usage", "total used free")
+from ..support import demo_lists
+from .support import Usage
 
 
 @pytest.fixture

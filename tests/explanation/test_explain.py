@@ -24,7 +24,7 @@ from benloss.training.config import TrainConfig
 from benloss.training.models import INPUT_CONVS, KBranchCNN
 from benloss.training.train import train
 
-from .support import demo_lists
+from ..support import demo_lists
 
 
 def random_inputs(n: int = 4, seed: int = 0):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .support import require_tool
+from ..support import require_tool
 
 
 def test_report_renders_in_headless_chromium(tiny_run, tmp_path):

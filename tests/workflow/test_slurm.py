@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -16,8 +15,8 @@ import yaml
 
 from benloss.training.train import TIMING_COLUMNS
 
+from ..support import ROOT, TINY, require_tool
 from .slurm_cluster import SlurmCluster
-from .support import ROOT, TINY, require_tool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the test cluster's daemons must run as root")
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
@@ -45,21 +44,22 @@ def slurm_snakemake(cluster: SlurmCluster, *args: str, timeout: int = 1200) -> s
 
 
 def write_config(path: Path, run: str, **training) -> Path:
+    """The tiny config as run ``run``, its results beside ``path`` (never in the checkout's results/)."""
     config = yaml.safe_load(TINY.read_text())
     config["run"] = run
+    config["results"] = str(path.parent / "results")
     config["training"] |= {"gpu": True} | training
     path.write_text(yaml.safe_dump(config))
     return path
 
 
 def test_study_through_slurm_equals_the_local_run(cluster, tiny_run, tmp_path):
-    shutil.rmtree(ROOT / "results" / "slurm", ignore_errors=True)
     # two losses of the tiny run's nine (every job kind, a third of the jobs: each SLURM job pays its start-up)
     config = write_config(tmp_path / "slurm.yaml", "slurm", losses=list(SLURM_LOSSES))
     process = slurm_snakemake(cluster, "--configfile", str(config), "--jobs", "4")
     output, _ = process.communicate(timeout=1300)
     assert process.returncode == 0, output[-5000:]
-    results = ROOT / "results" / "slurm"
+    results = tmp_path / "results" / "slurm"
     for loss in SLURM_LOSSES:
         ours = pd.read_csv(results / "models" / loss / "seed0" / "history.csv").drop(columns=list(TIMING_COLUMNS))
         local = pd.read_csv(tiny_run / "models" / loss / "seed0" / "history.csv").drop(columns=list(TIMING_COLUMNS))
@@ -76,11 +76,11 @@ def test_study_through_slurm_equals_the_local_run(cluster, tiny_run, tmp_path):
 
 
 def test_cancelled_training_is_resubmitted_and_resumes(cluster, tmp_path):
-    shutil.rmtree(ROOT / "results" / "slurmfault", ignore_errors=True)
     config = write_config(tmp_path / "fault.yaml", "slurmfault", epochs=20, retries=2, losses=["cel"], batch_size=4)
-    target = "results/slurmfault/models/cel/seed0/model.pt"
+    run = tmp_path / "results" / "slurmfault"
+    target = str(run / "models" / "cel" / "seed0" / "model.pt")
     process = slurm_snakemake(cluster, "--configfile", str(config), "--jobs", "2", target)
-    checkpoint = ROOT / "results" / "slurmfault" / "models" / "cel" / "seed0" / "checkpoint.pt"
+    checkpoint = run / "models" / "cel" / "seed0" / "checkpoint.pt"
     deadline = time.time() + 400
     while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.5)
@@ -91,8 +91,8 @@ def test_cancelled_training_is_resubmitted_and_resumes(cluster, tmp_path):
     subprocess.run(["scancel", *job_ids], env=cluster.env, check=True)
     output, _ = process.communicate(timeout=1300)
     assert process.returncode == 0, output[-5000:]
-    log = (ROOT / "results" / "slurmfault" / "logs" / "train" / "cel_seed0.log").read_text()
+    log = (run / "logs" / "train" / "cel_seed0.log").read_text()
     resumed = re.search(r"resuming from .*checkpoint\.pt after epoch (\d+)", log)
     assert resumed and int(resumed.group(1)) >= 1, log[-3000:]
-    history = pd.read_csv(ROOT / "results" / "slurmfault" / "models" / "cel" / "seed0" / "history.csv")
+    history = pd.read_csv(run / "models" / "cel" / "seed0" / "history.csv")
     assert list(history["epoch"]) == list(range(1, 21))

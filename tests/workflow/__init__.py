@@ -1,0 +1,1 @@
+"""The workflow end to end: the Snakemake DAG, the configs, SLURM."""
