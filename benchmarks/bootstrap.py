@@ -4,7 +4,7 @@
     PYTHONPATH=src .venv/bin/python benchmarks/bootstrap.py --quick    # tiny, for the smoke test
 
 Predictions are random (each entry right with probability 0.8 to 0.9); the time does not depend on them. Each loss
-is bootstrapped under both decision rules (its own and calibrated thresholds), as ``benloss tables`` does.
+is bootstrapped under both decision rules (its own and calibrated thresholds), as ``benloss bootstrap`` does.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from benloss.data.encoded import read_reference_maps
 from benloss.explanation.scores import (
     ALL_CLASSES,
     SUMMARY_COLUMNS,
-    _mean_ci,
+    mean_ci_or_nan,
     region_scores,
     stratified_sample,
     summarise,
@@ -44,7 +44,7 @@ def test_relevance_mass_is_undefined_without_positive_relevance():
 
 def test_bootstrap_interval_matches_scipy_percentile_bootstrap():
     values = np.random.default_rng(5).beta(2, 5, size=60)
-    mean, low, high = _mean_ci(values, n_boot=20000, seed=1)
+    mean, low, high = mean_ci_or_nan(values, n_boot=20000, seed=1)
     reference = stats.bootstrap((values,), np.mean, n_resamples=20000, method="percentile", random_state=2)
     assert mean == pytest.approx(values.mean())
     assert low == pytest.approx(reference.confidence_interval.low, abs=0.004)
@@ -52,8 +52,8 @@ def test_bootstrap_interval_matches_scipy_percentile_bootstrap():
 
 
 def test_bootstrap_of_constant_values_is_a_point_and_of_nothing_nan():
-    assert _mean_ci(np.full(7, 0.4), 100, 0) == pytest.approx((0.4, 0.4, 0.4))
-    assert all(np.isnan(_mean_ci(np.array([]), 100, 0)))
+    assert mean_ci_or_nan(np.full(7, 0.4), 100, 0) == pytest.approx((0.4, 0.4, 0.4))
+    assert all(np.isnan(mean_ci_or_nan(np.array([]), 100, 0)))
 
 
 def test_summary_means_per_class_and_overall_by_hand():

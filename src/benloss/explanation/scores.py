@@ -42,16 +42,16 @@ def region_scores(heatmap: np.ndarray, region: np.ndarray) -> dict:
     }
 
 
-def _mean_ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
-    """Mean and 95 % percentile bootstrap interval (``statistics.bootstrap_mean_ci``); NaNs for no values."""
+def mean_ci_or_nan(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Mean and 95 % percentile bootstrap interval (``bootstrap_mean_ci``); NaNs for no values."""
     return bootstrap_mean_ci(values, n_boot=n_boot, seed=seed) if len(values) else (float("nan"),) * 3
 
 
 def _summary_row(loss: str, name: str, group: pd.DataFrame, n_boot: int, seed: int) -> dict:
     scored = group.dropna(subset=["relevance_mass"])  # explanations without positive relevance have no mass
-    mass = _mean_ci(scored["relevance_mass"].to_numpy(), n_boot, seed)
-    gain = _mean_ci((scored["relevance_mass"] - scored["region_share"]).to_numpy(), n_boot, seed)
-    hits = _mean_ci(group["pointing_hit"].to_numpy(dtype=np.float64), n_boot, seed)
+    mass = mean_ci_or_nan(scored["relevance_mass"].to_numpy(), n_boot, seed)
+    gain = mean_ci_or_nan((scored["relevance_mass"] - scored["region_share"]).to_numpy(), n_boot, seed)
+    hits = mean_ci_or_nan(group["pointing_hit"].to_numpy(dtype=np.float64), n_boot, seed)
     return dict(zip(SUMMARY_COLUMNS, (loss, name, len(group), *mass, float(group["region_share"].mean()), *gain,
                                       *hits), strict=True))  # fmt: skip
 
