@@ -33,10 +33,10 @@ from benloss.facts.nomenclature import (
 )
 from benloss.facts.splits import list_paths
 
-from ..support import ROOT
+from ..support import FIXTURES, ROOT
 
 SHIPPED = ROOT / "resources" / "bigearthnet_v2"
-REAL = ROOT / "tests" / "fixtures" / "bigearthnet-v2"
+REAL = FIXTURES / "bigearthnet-v2"
 TILE = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP"
 TEST_PATCH = f"{TILE}_26_57"  # a test patch with its bands and its reference map
 VAL_PATCH = f"{TILE}_75_43"  # a validation patch, bands only

@@ -14,9 +14,9 @@ from rasterio.transform import from_origin
 from benloss.data.archive import ArchiveError, decode_band
 from benloss.data.geotiff import first_directory, read_deflated, read_uncompressed, write_uncompressed
 
-from ..support import FIXTURES
+from ..support import EXAMPLE_ARCHIVE, FIXTURES
 
-EXAMPLE = FIXTURES / "BigEarthNet-S2-Example.tar.bz2"
+EXAMPLE = EXAMPLE_ARCHIVE
 
 
 def geotiff(array: np.ndarray, **options) -> bytes:
