@@ -38,7 +38,7 @@ from benloss.facts.loss_catalog import LOSS_IDS
 from benloss.training import models
 from benloss.training.batches import EncodedSplit
 from benloss.training.config import TrainConfig
-from benloss.training.losses import build_loss
+from benloss.training.losses import build_rule
 from benloss.training.train import Trainer, load_model
 
 COLUMNS = ("item", "variant", "loss", "seed", "epochs", "f1_samples", "recall_samples", "precision_samples",
@@ -117,20 +117,24 @@ class Runner:
     def row(self, item: str, variant: str, loss: str, seed: int, **setting) -> dict:
         val, test, seconds = self.scores(loss, seed, **setting)
         params = {"weighting": (AFTER | setting)["weighting"]} if loss == "wcel" else {}
-        rule = build_loss(loss, class_frequencies=np.ones(val.shape[1]), **params)
-        own, calibrated, _, _ = evaluate_scores(
-            loss, params, test, self.test_labels, calibrate(rule, val, self.val_labels)
-        )
+        metrics = self.metrics(loss, params, val, test)
+        own, calibrated = metrics["own_rule"], metrics["calibrated"]
         return {"item": item, "variant": variant, "loss": loss, "seed": seed, "epochs": self.base["epochs"],
                 **{f"{k}_samples": own[f"{k}_samples"] for k in ("f1", "recall", "precision")},
                 **{f"calibrated_{k}_samples": calibrated[f"{k}_samples"] for k in ("f1", "recall", "precision")},
                 "seconds": seconds}  # fmt: skip
 
+    def metrics(self, loss: str, params: dict, val: np.ndarray, test: np.ndarray) -> dict:
+        """Test metrics of one model as ``benloss evaluate`` computes them (own rule fitted on validation)."""
+        rule = build_rule(loss, val.shape[1], **params)
+        rule.fit_own_rule(torch.from_numpy(val), torch.from_numpy(self.val_labels))
+        return evaluate_scores(rule, test, self.test_labels, calibrate(rule, val, self.val_labels))[0]
+
     def raw_per_class_row(self, loss: str, seed: int) -> dict:
         """The old calibration: per-class thresholds for per-class F1 on raw scores."""
         val, test, seconds = self.scores(loss, seed)
         params = {"weighting": AFTER["weighting"]} if loss == "wcel" else {}
-        own, _, _, _ = evaluate_scores(loss, params, test, self.test_labels, np.zeros(test.shape[1]))
+        own = self.metrics(loss, params, val, test)["own_rule"]
         thresholds = calibrate_thresholds(val, self.val_labels)
         return {"item": "calibration", "variant": "per-class F1, raw scores", "loss": loss, "seed": seed,
                 "epochs": self.base["epochs"],

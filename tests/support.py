@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benloss.facts.loss_catalog import PAPER_LOSS_IDS
+from benloss.facts.loss_catalog import PAPER_LOSS_IDS, loss_info
 from benloss.facts.nomenclature import classes
 from benloss.facts.splits import list_paths
 
@@ -78,7 +78,8 @@ def write_fake_run(root: Path, losses=PAPER_LOSS_IDS, seeds=(0, 1)) -> dict:
             epochs = np.arange(1, 6)
             curve = f1 * np.minimum(epochs / (i + 1), 1.0)
             pd.DataFrame({"epoch": epochs, "train_loss": 1.0, "val_loss": 1 / epochs, "f1_samples": curve,
-                          "f1_micro": curve, "f1_macro": curve, "zero_grad_fraction": 0.01 * i,
+                          "f1_micro": curve, "f1_macro": curve, "map_macro": 0.9 * curve,
+                          "zero_grad_fraction": 0.01 * i,
                           "train_seconds": 1.0 + i, "val_seconds": 1.0, "images_per_second": 1.0}).to_csv(
                 folder / "history.csv", index=False)  # fmt: skip
             evaluation = root / "eval" / loss / f"seed{seed}"
@@ -86,10 +87,15 @@ def write_fake_run(root: Path, losses=PAPER_LOSS_IDS, seeds=(0, 1)) -> dict:
             own = {"precision_samples": f1 + 0.05, "recall_samples": f1 - 0.05, "f1_samples": f1, "f1_micro": f1,
                    "f1_macro": f1 / 2, "precision_micro": f1 + 0.04, "recall_micro": f1 - 0.04,
                    "precision_macro": f1 / 2 + 0.01, "recall_macro": f1 / 2 - 0.01}  # fmt: skip
-            document = {"own_rule": own, "calibrated": {"f1_samples": f1 + 0.1}}
+            document = {"own_rule": own, "calibrated": {"f1_samples": f1 + 0.1},
+                        "calibrated_per_class": {"f1_macro": f1 / 2 + 0.05},
+                        "ranking": {"map_macro": f1 + 0.02, "map_micro": f1 + 0.03, "auroc_macro": 0.5 + f1 / 2},
+                        "probability": {"ece": 0.01 * (i + 1), "brier": 0.1 + 0.01 * seed}
+                        if loss_info(loss).sigmoid_probability else None}  # fmt: skip
             (evaluation / "metrics.json").write_text(json.dumps(document))
             pd.DataFrame({"class": classes(), "precision": f1, "recall": f1, "f1": np.linspace(0, f1, 19),
-                          "support": 1}).to_csv(evaluation / "per_class.csv", index=False)  # fmt: skip
+                          "support": 1, "ap": np.linspace(f1, 1, 19)}).to_csv(evaluation / "per_class.csv",
+                                                                             index=False)  # fmt: skip
     counts = pd.DataFrame({"class": classes(), "train": np.arange(19, 0, -1), "val": 1, "test": 1})
     counts.to_csv(root / "class_counts.csv", index=False)
     return truth

@@ -124,7 +124,8 @@ def cmd_tables(args: argparse.Namespace) -> None:
 def cmd_figures(args: argparse.Namespace) -> None:
     from benloss.report.figures import write_figures
 
-    write_figures(args.histories, args.class_counts, args.out, pairwise=args.pairwise)
+    write_figures(args.histories, args.class_counts, args.out, pairwise=args.pairwise, pr_curve_files=args.pr_curves,
+                  reliability_files=args.reliability)  # fmt: skip
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -234,10 +235,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--intervals", type=Path, default=None, help="the bootstrap's intervals.csv")
     p.set_defaults(func=cmd_tables)
 
-    p = steps.add_parser("figures", help="Fig. 2 learning curves, the class-count chart and the pairwise matrix")
+    p = steps.add_parser("figures", help="Fig. 2 learning curves, class counts, pairwise matrix, PR and reliability")
     p.add_argument("--histories", type=Path, nargs="+", required=True, help="every model's history.csv")
     p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv")
     p.add_argument("--pairwise", type=Path, default=None, help="the bootstrap's pairwise.csv")
+    p.add_argument("--pr-curves", type=Path, nargs="+", default=(), help="every model's pr_curve.csv")
+    p.add_argument("--reliability", type=Path, nargs="+", default=(), help="every model's reliability.csv")
     p.add_argument("--out", type=Path, required=True, help="the figures folder")
     p.set_defaults(func=cmd_figures)
 

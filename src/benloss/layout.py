@@ -45,7 +45,13 @@ MODEL_FILES = {
 }
 CHECKPOINT = "checkpoint.pt"
 #: One evaluation's files (under ``eval/<loss>/seed<seed>/``).
-EVALUATION_FILES = {"metrics": "metrics.json", "per_class": "per_class.csv", "test_scores": "test_scores.npy"}
+EVALUATION_FILES = {
+    "metrics": "metrics.json",
+    "per_class": "per_class.csv",
+    "test_scores": "test_scores.npy",
+    "pr_curve": "pr_curve.csv",  # micro precision-recall curve on the ranking score
+    "reliability": "reliability.csv",  # reliability bins of σ(z) (header only where σ(z) is no probability)
+}
 #: The bootstrap's tables (under ``tables/``).
 BOOTSTRAP_FILES = {"intervals": "intervals.csv", "pairwise": "pairwise.csv"}
 #: The report stage's tables (under ``tables/``).
@@ -57,6 +63,8 @@ TABLE_FILES = {
     "table2": "table2.csv",
     "table2_md": "table2.md",
     "per_class": "per_class_f1.csv",
+    "per_class_ap": "per_class_ap.csv",  # test AP per class on each loss's ranking score
+    "probability": "probability.csv",  # ECE and Brier score of σ(z), where it is a probability
 }
 #: The report stage's figures (under ``figures/``).
 FIGURE_FILES = {
@@ -65,6 +73,8 @@ FIGURE_FILES = {
     "time_curves": "f1_time.png",
     "pairwise": "pairwise_f1.png",
     "counts": "class_counts.png",
+    "pr_curves": "pr_curves.png",  # micro precision-recall curves, one per loss
+    "reliability": "reliability.png",  # reliability diagrams of σ(z)
 }
 #: The explanation stage's files, relative to the run folder.
 EXPLANATION_FILES = {

@@ -13,6 +13,7 @@ from sklearn import metrics as skm
 
 from benloss.evaluation.bootstrap import (
     METRICS,
+    PAIRWISE_METRICS,
     bootstrap_mean_ci,
     bootstrap_metrics,
     bootstrap_p_value,
@@ -26,6 +27,7 @@ from benloss.evaluation.bootstrap import (
 from benloss.evaluation.comparison import write_bootstrap
 from benloss.evaluation.evaluate import evaluate_scores
 from benloss.facts.nomenclature import classes
+from benloss.training.losses import build_rule
 
 
 def simulated(rng: np.random.Generator, n: int, n_classes: int, accuracies: list[float]) -> tuple[list, np.ndarray]:
@@ -168,9 +170,10 @@ def fake_evaluations(root: Path, losses=("cel", "sml"), seeds=(0, 1), n: int = 8
             folder = root / "eval" / loss / f"seed{seed}"
             folder.mkdir(parents=True)
             scores = (rng.normal(size=labels.shape) + (1.5 + i) * (2 * labels - 1)).astype(np.float32)
-            thresholds = np.full(labels.shape[1], 0.5)
-            own, calibrated, _, _ = evaluate_scores(loss, {}, scores, labels.astype(np.uint8), thresholds)
-            document = {"own_rule": own, "calibrated": calibrated, "thresholds": thresholds.tolist()}
+            thresholds = {"sample": np.full(labels.shape[1], 0.5), "per_class": np.linspace(-1, 1, labels.shape[1])}
+            metrics, _ = evaluate_scores(build_rule(loss, labels.shape[1]), scores, labels.astype(np.uint8), thresholds)
+            document = metrics | {"thresholds": thresholds["sample"].tolist(),
+                                  "thresholds_per_class": thresholds["per_class"].tolist()}  # fmt: skip
             (folder / "metrics.json").write_text(json.dumps(document))
             np.save(folder / "test_scores.npy", scores)
             model = root / "models" / loss / f"seed{seed}"
@@ -201,12 +204,21 @@ def test_bootstrap_step_from_evaluations_with_two_seeds(tmp_path):
     )
     assert row["seeds"] == 2 and row["dominant_spread"] in ("seeds", "test images")
     assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
-    assert len(pairwise) == 4 and set(pairwise["metric"]) == {"F1 samples", "F1 micro", "F1 macro", "F1 rarest third"}
+    assert len(pairwise) == 7 and list(pairwise["metric"]) == [name for _, name in PAIRWISE_METRICS]
+    ranked = intervals.set_index(["rule", "loss", "metric"]).loc[("ranking", "CEL", "map_macro")]
+    maps = [100 * documents[("cel", seed)]["ranking"]["map_macro"] for seed in (0, 1)]
+    assert (
+        ranked["estimate"] == pytest.approx(np.mean(maps))
+        and ranked["ci_low"] <= ranked["estimate"] <= ranked["ci_high"]
+    )
+    map_pair = pairwise[pairwise["metric"] == "mAP macro"].iloc[0]
+    sml_maps = [100 * documents[("sml", seed)]["ranking"]["map_macro"] for seed in (0, 1)]
+    assert map_pair["difference"] == pytest.approx(np.mean(maps) - np.mean(sml_maps))
     micro = pairwise[pairwise["metric"] == "F1 micro"].iloc[0]
     micro_f1 = {key: document["own_rule"]["f1_micro"] for key, document in documents.items()}
     expected = np.mean([100 * (micro_f1[("cel", s)] - micro_f1[("sml", s)]) for s in (0, 1)])
     assert (micro["loss_a"], micro["loss_b"]) == ("CEL", "SML") and micro["difference"] == pytest.approx(expected)
-    assert pd.read_csv(tmp_path / "tables" / "pairwise.csv").shape == (4, 8)
+    assert pd.read_csv(tmp_path / "tables" / "pairwise.csv").shape == (7, 8)
 
 
 def test_predictions_that_do_not_reproduce_metrics_json_are_refused(tmp_path):

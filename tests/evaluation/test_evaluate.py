@@ -13,9 +13,10 @@ from sklearn import metrics as skm
 
 from benloss.evaluation.evaluate import calibrate, evaluate, evaluate_scores
 from benloss.evaluation.metrics import calibrate_sample_f1_thresholds, calibrate_thresholds
+from benloss.facts.loss_catalog import LOSS_IDS, loss_info
 from benloss.facts.nomenclature import classes
 from benloss.training.config import TrainConfig
-from benloss.training.losses import build_loss, sparsemax
+from benloss.training.losses import build_rule, sparsemax
 from benloss.training.models import KBranchCNN
 
 
@@ -56,27 +57,56 @@ def scored_labels(seed: int, n: int = 80, c: int = 6) -> tuple[np.ndarray, np.nd
     return rng.normal(size=(n, c)) + 2.0 * labels + rng.normal(scale=5.0, size=(n, 1)), labels
 
 
-@pytest.mark.parametrize("loss", ["rl", "sml"])
-def test_shift_invariant_losses_calibrate_for_sample_f1_on_their_shift_free_score(loss):
+@pytest.mark.parametrize("loss", LOSS_IDS)
+def test_every_loss_gets_the_same_two_calibrators_on_its_ranking_score(loss):
     scores, labels = scored_labels(0)
+    rule = build_rule(loss, labels.shape[1])
     z = torch.from_numpy(scores)
-    shift_free = (z - z.mean(1, keepdim=True) if loss == "rl" else z - sparsemax(z)[1]).numpy()
-    thresholds = calibrate(build_loss(loss), scores, labels)
-    np.testing.assert_array_equal(thresholds, calibrate_sample_f1_thresholds(shift_free, labels))
-    offset = np.random.default_rng(1).normal(scale=100.0, size=(len(scores), 1))
-    np.testing.assert_allclose(calibrate(build_loss(loss), scores + offset, labels), thresholds, atol=1e-9)
+    ranking = {"rl": z - z.mean(1, keepdim=True), "sml": z - sparsemax(z)[1]}.get(loss, z).numpy()
+    thresholds = calibrate(rule, scores, labels)
+    np.testing.assert_array_equal(thresholds["sample"], calibrate_sample_f1_thresholds(ranking, labels))
+    np.testing.assert_array_equal(thresholds["per_class"], calibrate_thresholds(ranking, labels))
+    if loss in ("rl", "sml"):  # their ranking score ignores the per-image offset they never learn
+        offset = np.random.default_rng(1).normal(scale=100.0, size=(len(scores), 1))
+        shifted = calibrate(rule, scores + offset, labels)
+        for key in thresholds:
+            np.testing.assert_allclose(shifted[key], thresholds[key], atol=1e-9)
 
 
-def test_calibrated_rl_metrics_are_sample_f1_of_the_shift_free_score():
+def test_every_loss_gets_every_metric_group_and_probabilities_where_they_apply():
+    val, val_labels = scored_labels(2, c=19)
+    test, test_labels = scored_labels(3, c=19)
+    for loss in LOSS_IDS:
+        rule = build_rule(loss, 19)
+        rule.fit_own_rule(torch.from_numpy(val), torch.from_numpy(val_labels))
+        metrics, _ = evaluate_scores(rule, test.astype(np.float32), test_labels, calibrate(rule, val, val_labels))
+        assert set(metrics) == {"own_rule", "calibrated", "calibrated_per_class", "ranking", "probability"}
+        assert (metrics["probability"] is None) == (not loss_info(loss).sigmoid_probability), loss
+
+
+def test_calibrated_metrics_and_ranking_metrics_against_sklearn():
     val, val_labels = scored_labels(2, c=19)  # per-class tables name the 19 classes
     test, test_labels = scored_labels(3, c=19)
-    thresholds = calibrate(build_loss("rl"), val, val_labels)
-    _, calibrated, _, _ = evaluate_scores("rl", {}, test.astype(np.float32), test_labels, thresholds)
-    predicted = test - test.mean(1, keepdims=True) >= thresholds
+    rule = build_rule("rl", 19)
+    rule.fit_own_rule(torch.from_numpy(val), torch.from_numpy(val_labels))
+    thresholds = calibrate(rule, val, val_labels)
+    metrics, per_class = evaluate_scores(rule, test.astype(np.float32), test_labels, thresholds)
+    shift_free = test - test.mean(1, keepdims=True)
+    predicted = shift_free >= thresholds["sample"]
     expected = skm.f1_score(test_labels, predicted, average="samples", zero_division=0)
-    assert calibrated["f1_samples"] == pytest.approx(expected)
-
-
-def test_other_losses_calibrate_per_class_on_raw_scores():
-    scores, labels = scored_labels(4)
-    np.testing.assert_array_equal(calibrate(build_loss("cel"), scores, labels), calibrate_thresholds(scores, labels))
+    assert metrics["calibrated"]["f1_samples"] == pytest.approx(expected)
+    per_class_predicted = shift_free >= thresholds["per_class"]
+    assert metrics["calibrated_per_class"]["f1_macro"] == pytest.approx(
+        skm.f1_score(test_labels, per_class_predicted, average="macro", zero_division=0)
+    )
+    own = shift_free >= rule.own_rule["threshold"]
+    assert metrics["own_rule"]["f1_samples"] == pytest.approx(
+        skm.f1_score(test_labels, own, average="samples", zero_division=0)
+    )
+    present = test_labels.any(0)
+    ap = [skm.average_precision_score(test_labels[:, c], shift_free[:, c]) for c in np.flatnonzero(present)]
+    assert metrics["ranking"]["map_macro"] == pytest.approx(np.mean(ap))
+    np.testing.assert_allclose(per_class["ap"].to_numpy()[present], ap)
+    assert metrics["ranking"]["map_micro"] == pytest.approx(
+        skm.average_precision_score(test_labels, shift_free, average="micro")
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from benloss.report.guidelines import guidelines, names
+from benloss.report.tables import CALIBRATED_F1
 
 LOSSES = ["CEL", "HL", "SML", "RL"]
 
@@ -12,6 +13,7 @@ LOSSES = ["CEL", "HL", "SML", "RL"]
 def table2() -> pd.DataFrame:
     return pd.DataFrame(
         {"test_f1": [0.60, 0.68, 0.70, 0.50], "rare_f1": [0.30, 0.20, 0.25, 0.10], "macro_f1": [0.4, 0.5, 0.45, 0.3],
+         "test_map": [0.55, 0.62, 0.61, 0.40],
          "epochs_to_90": [3.0, 2.0, 2.0, 5.0], "seconds_to_90": [30.0, 25.0, 20.0, 50.0],
          "f1_auc": [0.5, 0.6, 0.55, 0.4], "zero_grad_fraction": [0.0, 0.1, 0.2, 0.3]},
         index=pd.Index(LOSSES, name="loss"),
@@ -20,7 +22,7 @@ def table2() -> pd.DataFrame:
 
 def table1() -> pd.DataFrame:
     rows = [("P", [70.0, 76.0, 71.0, 58.0]), ("R", [55.0, 60.0, 74.0, 76.0]), ("F1", [60.0, 68.0, 70.0, 50.0]),
-            ("F1 samples, calibrated thresholds", [63.0, 68.5, 70.0, 55.0])]  # fmt: skip
+            (CALIBRATED_F1, [63.0, 68.5, 70.0, 55.0])]  # fmt: skip
     return pd.DataFrame(
         [{"metric": m, "loss": loss, "mean": v} for m, vs in rows for loss, v in zip(LOSSES, vs, strict=True)]
     )
@@ -29,7 +31,9 @@ def table1() -> pd.DataFrame:
 def pairwise(p_holm: dict[tuple[str, str], float]) -> pd.DataFrame:
     """Every pair for each tested metric, differences from Table 2; Holm p from ``p_holm`` (default 0.001)."""
     t2, rows = table2(), []
-    for metric, column in (("F1 samples", "test_f1"), ("F1 rarest third", "rare_f1"), ("F1 macro", "macro_f1")):
+    tested = (("F1 samples", "test_f1"), ("F1 rarest third", "rare_f1"), ("F1 macro", "macro_f1"),
+              ("mAP macro", "test_map"))  # fmt: skip
+    for metric, column in tested:
         for i, a in enumerate(LOSSES):
             for b in LOSSES[i + 1 :]:
                 difference = 100 * (t2.loc[a, column] - t2.loc[b, column])
@@ -64,11 +68,15 @@ def test_without_a_significant_lead_the_tied_group_is_named():
 
 def test_untested_measures_say_so_and_ties_share_the_claim():
     sentences = guidelines(table2(), table1(), pairwise({}))
+    assert sentences[3] == (
+        "Best ranking of each class's images (threshold-free): HL (macro mAP 62.0 %), ahead of the runner-up SML "
+        "by 1.0 points (95 % interval +0.0 to +2.0, Holm p = 0.001)."
+    )
     assert (
-        sentences[3]
+        sentences[4]
         == "Fastest to 90 % of its final validation F1: HL and SML (2 epoch(s); not tested for significance)."
     )
-    assert sentences[4] == (
+    assert sentences[5] == (
         "Fastest in training time to 90 % of its final validation F1: SML "
         "(20 s of training; not tested for significance)."
     )

@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from benloss.facts.loss_catalog import PAPER_LOSS_IDS, loss_info
-from benloss.report.tables import agreement_summary, epochs_to_fraction, marks, paper_marks, write_tables
+from benloss.report.tables import (
+    CALIBRATED_F1,
+    agreement_summary,
+    epochs_to_fraction,
+    marks,
+    paper_marks,
+    write_tables,
+)
 
 from ..support import table_inputs, write_fake_run
 
@@ -42,7 +49,7 @@ def test_table1_takes_the_bootstrap_intervals_of_each_row(tmp_path):
     )["table1"]
     sml = long[long["loss"] == "SML"].set_index("metric")
     assert sml.loc["P", "ci_low"] == 60 and sml.loc["F1", "ci_high"] == 66 and sml.loc["F1 micro", "ci_low"] == 62
-    assert sml.loc["P macro", "ci_low"] == 63 and sml.loc["F1 samples, calibrated thresholds", "ci_low"] == 61
+    assert sml.loc["P macro", "ci_low"] == 63 and sml.loc[CALIBRATED_F1, "ci_low"] == 61
     assert np.isnan(sml.loc["R micro", "ci_low"]) and sml.loc["F1", "dominant_spread"] == "test images"
     assert "60.5 ± 0.7 [61.0, 66.0]" in (tmp_path / "out" / "table1.md").read_text()
 

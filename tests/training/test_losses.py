@@ -18,10 +18,13 @@ from benloss.training.losses import LOSSES, build_loss, class_weights, sparsemax
 from ..support import ROOT
 
 COUNTS = [100.0, 10.0, 1.0, 50.0, 0.0, 7.0, 3.0]
+N_IMAGES = 160  # training images behind COUNTS
 
 
 def make(name, c=7, **params):
-    return build_loss(name, class_frequencies=COUNTS[:c] if name == "wcel" else None, **params)
+    if name == "wcel":
+        return build_loss(name, class_counts=(COUNTS * 2)[:c], n_images=N_IMAGES, **params)
+    return build_loss(name, **params)
 
 
 def random_batch(seed, n=9, c=7, dtype=torch.float64):
@@ -62,11 +65,34 @@ def test_focal_with_gamma_zero_is_cel():
     torch.testing.assert_close(make("fl", gamma=0.0)(z, y), make("cel")(z, y), rtol=0, atol=0)
 
 
-def test_wcel_weights_are_inverse_frequency_with_mean_one():
-    weights = class_weights(COUNTS).double()
+def test_wcel_weights_are_negatives_over_positives_by_default():
+    weights = class_weights(COUNTS, N_IMAGES).double()
+    # By hand: (160 − n) / n, a zero count counting as the rarest class that has some (n = 1).
+    expected = torch.tensor([60 / 100, 150 / 10, 159 / 1, 110 / 50, 159 / 1, 153 / 7, 157 / 3], dtype=torch.float64)
+    torch.testing.assert_close(weights, expected, rtol=1e-6, atol=0)
+    assert (weights[1:] >= 1).all() and weights[0] < 1  # only the class in more than half the images is below 1
+
+
+def test_wcel_weights_before_issue_24_are_inverse_frequency_with_mean_one():
+    weights = class_weights(COUNTS, N_IMAGES, "inverse_frequency_mean1").double()
     inverse = 1 / torch.tensor([100, 10, 1, 50, 1, 7, 3], dtype=torch.float64)  # a zero count counts as the rarest
     torch.testing.assert_close(weights, inverse / inverse.mean(), rtol=1e-6, atol=0)
     assert weights.mean().item() == pytest.approx(1.0)
+    scheme = make("wcel", weights="inverse_frequency_mean1").weights.double()
+    torch.testing.assert_close(scheme, weights)
+
+
+def test_wcel_weights_from_a_label_matrix_by_hand():
+    labels = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 0], [1, 0, 0]])  # counts 3, 1, 1 of 4 images
+    weights = class_weights(labels.sum(0), len(labels)).double().numpy()
+    np.testing.assert_allclose(weights, [1 / 3, 3.0, 3.0], rtol=1e-6)
+
+
+def test_wcel_unknown_weights_and_impossible_counts_are_errors():
+    with pytest.raises(ValueError, match="negatives_over_positives, inverse_frequency_mean1"):
+        class_weights(COUNTS, N_IMAGES, "sqrt")
+    with pytest.raises(ValueError, match="more than the split's 50"):
+        class_weights(COUNTS, 50)
 
 
 def tensorflow_weighted_cross_entropy(z: np.ndarray, y: np.ndarray, pos_weight: np.ndarray) -> np.ndarray:
@@ -78,7 +104,7 @@ def tensorflow_weighted_cross_entropy(z: np.ndarray, y: np.ndarray, pos_weight: 
 
 def test_wcel_positive_weighting_is_tensorflows_weighted_cross_entropy():
     z, y = random_batch(3)
-    weights = class_weights(COUNTS).double().numpy()
+    weights = class_weights(COUNTS, N_IMAGES).double().numpy()
     expected = tensorflow_weighted_cross_entropy(z.numpy(), y.numpy(), weights).sum(1).mean()
     assert make("wcel")(z, y).item() == pytest.approx(expected, rel=1e-12)
     assert make("wcel", weighting="positive")(z, y).item() == pytest.approx(expected, rel=1e-12)
@@ -87,16 +113,16 @@ def test_wcel_positive_weighting_is_tensorflows_weighted_cross_entropy():
 def test_wcel_positive_weighting_by_hand():
     z = torch.tensor([[0.3, -1.2]], dtype=torch.float64)
     y = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    loss = build_loss("wcel", class_frequencies=[1.0, 3.0], weighting="positive")  # weights 1.5 and 0.5
+    loss = build_loss("wcel", class_counts=[1.0, 3.0], n_images=4, weighting="positive")  # weights 3 and 1/3
     p = 1 / (1 + np.exp(-np.array([0.3, -1.2])))
-    assert loss(z, y).item() == pytest.approx(-1.5 * np.log(p[0]) - np.log(1 - p[1]), rel=1e-12)
+    assert loss(z, y).item() == pytest.approx(-3 * np.log(p[0]) - np.log(1 - p[1]), rel=1e-12)
 
 
 def test_wcel_positive_weighting_moves_the_optimum_to_w_p_over_w_p_plus_1_minus_p():
     # Expected loss of a class with P(y = 1) = p at score z: its minimiser is σ(z) = wp / (wp + 1 − p).
-    p, weights = 0.2, [4.0, 1.0]  # class weights 0.4 and 1.6 (mean 1)
+    p, counts = 0.2, [4.0, 1.0]  # of 10 training images: class weights 1.5 and 9
     z = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
-    loss = build_loss("wcel", class_frequencies=weights, weighting="positive")
+    loss = build_loss("wcel", class_counts=counts, n_images=10, weighting="positive")
     optimiser = torch.optim.LBFGS([z], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
 
     def expected_loss():
@@ -106,13 +132,13 @@ def test_wcel_positive_weighting_moves_the_optimum_to_w_p_over_w_p_plus_1_minus_
         return value
 
     optimiser.step(expected_loss)
-    w = class_weights(weights).double()
+    w = class_weights(counts, 10).double()
     torch.testing.assert_close(torch.sigmoid(z.detach())[0], w * p / (w * p + 1 - p), rtol=1e-6, atol=0)
 
 
 def test_wcel_both_weighting_weights_both_terms():
     z, y = random_batch(3)
-    weights = class_weights(COUNTS).double()
+    weights = class_weights(COUNTS, N_IMAGES).double()
     expected = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * weights).sum(1).mean()
     torch.testing.assert_close(make("wcel", weighting="both")(z, y), expected)
 
@@ -122,8 +148,8 @@ def test_wcel_unknown_weighting_names_the_choices():
         make("wcel", weighting="negative")
 
 
-def test_wcel_without_frequencies_is_an_error():
-    with pytest.raises(ValueError, match="class_frequencies"):
+def test_wcel_without_counts_is_an_error():
+    with pytest.raises(ValueError, match="class_counts and n_images"):
         build_loss("wcel")
 
 
@@ -252,7 +278,7 @@ def test_losses_are_finite_and_non_negative(n, c, seed, scale):
     z = torch.randn(n, c, generator=g, dtype=torch.float64) * scale
     y = (torch.rand(n, c, generator=g) < 0.5).double()
     for name in LOSS_IDS:
-        value = build_loss(name, class_frequencies=np.arange(1, c + 1)).forward(z, y)
+        value = make(name, c=c).forward(z, y)
         assert torch.isfinite(value) and value >= -1e-9, name
 
 
@@ -264,21 +290,26 @@ def test_perfect_confident_prediction_costs_nothing(c, seed):
     y[:, 0] = 1  # sparsemax needs a positive
     z = torch.where(y > 0, 40.0, -40.0).double()
     for name in ("cel", "fl", "wcel", "hl", "rl", "sml", "asl", "zlpr"):
-        value = build_loss(name, class_frequencies=np.ones(c)).forward(z, y)
+        value = make(name, c=c).forward(z, y)
         assert value.item() == pytest.approx(0.0, abs=1e-9), name
 
 
 @pytest.mark.parametrize("name", LOSS_IDS)
 def test_predict_rules(name):
     z = torch.tensor([[2.0, -1.0, 0.5, -3.0]])
-    prediction = make(name, c=4).predict(z)
+    loss = make(name, c=4)
+    if name == "rl":  # its own rule is a threshold on z − mean_c z fitted on validation scores
+        with pytest.raises(ValueError, match="fit_own_rule"):
+            loss.predict(z)
+        loss.set_own_rule({"threshold": 0.5})  # z − mean_c z = (2.375, −0.625, 0.875, −2.625)
+    prediction = loss.predict(z)
     if name == "sml":
         np.testing.assert_array_equal(prediction.numpy(), sparsemax(z)[0].numpy() > 0)
         assert prediction.tolist() == [[True, False, False, False]]
     else:
         assert prediction.tolist() == [[True, False, True, False]]
     thresholds = torch.tensor([1.0, -2.0, 1.0, 0.0])
-    calibrated = make(name, c=4).calibration_scores(z)
+    calibrated = make(name, c=4).ranking_scores(z)
     if name == "rl":
         torch.testing.assert_close(calibrated, z - z.mean())  # mean −0.375
     elif name == "sml":
@@ -288,6 +319,39 @@ def test_predict_rules(name):
     assert make(name, c=4).predict(z, thresholds).tolist() == [[True, True, False, False]]
 
 
+def brute_force_best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The highest of the thresholds (observed scores and +inf) with the best sample F1 of scores ≥ threshold."""
+    best, best_f1 = np.inf, 0.0
+    for threshold in sorted(set(scores.ravel().tolist()), reverse=True):
+        predicted = scores >= threshold
+        tp, pp, pos = (predicted & labels).sum(1), predicted.sum(1), labels.sum(1)
+        f1 = np.where(pp + pos > 0, 2 * tp / np.maximum(pp + pos, 1), 0.0).mean()
+        if f1 > best_f1 + 1e-12:
+            best, best_f1 = threshold, f1
+    return best
+
+
+def test_rl_own_rule_is_the_best_sample_f1_threshold_on_the_shift_free_score():
+    z, y = random_batch(13, n=40, c=6)
+    loss = make("rl")
+    threshold = loss.fit_own_rule(z, y)["threshold"]
+    shift_free = (z - z.mean(1, keepdim=True)).numpy()
+    assert threshold == pytest.approx(brute_force_best_threshold(shift_free, y.numpy().astype(bool)), abs=1e-12)
+    torch.testing.assert_close(loss.predict(z), torch.from_numpy(shift_free >= threshold))
+
+
+def test_rl_own_rule_does_not_move_with_the_output_bias():
+    """A bias added to every score (the initialisation's offset, never learnt by RL) changes neither the fitted
+    threshold nor a prediction; nor does a different constant per image."""
+    z, y = random_batch(14, n=40, c=6)
+    reference = make("rl")
+    threshold = reference.fit_own_rule(z, y)["threshold"]
+    for shift in (torch.full((40, 1), -0.43, dtype=z.dtype), torch.randint(-5, 6, (40, 1)).to(z.dtype)):
+        moved = make("rl")
+        assert moved.fit_own_rule(z + shift, y)["threshold"] == pytest.approx(threshold, abs=1e-9)
+        torch.testing.assert_close(moved.predict(z + shift), reference.predict(z))
+
+
 @pytest.mark.parametrize("name", ["rl", "sml"])
 def test_shift_invariant_losses_and_their_calibration_scores_ignore_a_per_image_constant(name):
     z, y = random_batch(11)
@@ -295,7 +359,7 @@ def test_shift_invariant_losses_and_their_calibration_scores_ignore_a_per_image_
     shift = torch.randn(len(z), 1, dtype=z.dtype) * 10
     loss = make(name)
     torch.testing.assert_close(loss(z + shift, y), loss(z, y))
-    torch.testing.assert_close(loss.calibration_scores(z + shift), loss.calibration_scores(z))
+    torch.testing.assert_close(loss.ranking_scores(z + shift), loss.ranking_scores(z))
     assert loss.shift_free_score is not None
 
 

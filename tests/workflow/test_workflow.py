@@ -28,6 +28,11 @@ def test_every_stage_produces_its_outputs(tiny_run):
         history = pd.read_csv(tiny_run / "models" / loss / "seed0" / "history.csv")
         assert list(history["epoch"]) == [1, 2]
         assert json.loads((tiny_run / "eval" / loss / "seed0" / "metrics.json").read_text())["loss"] == loss
+    documents = [json.loads((tiny_run / "eval" / loss / "seed0" / "metrics.json").read_text()) for loss in LOSS_IDS]
+    assert len({document["calibration"] for document in documents}) == 1  # one protocol for every loss
+    assert {
+        document["loss"]: document["own_rule_parameters"] for document in documents if document["own_rule_parameters"]
+    }.keys() == {"rl"}
 
 
 def test_each_job_logs_what_it_did(tiny_run):
@@ -51,7 +56,7 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     for value in table1.loc[table1["metric"] == "F1", "mean"]:
         assert f"{value:.1f}" in html
     scored = len((tiny_run / "tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
-    assert 'src="http' not in html and html.count("data:image/png;base64,") == 5 + scored
+    assert 'src="http' not in html and html.count("data:image/png;base64,") == 7 + scored
     assert 'id="zbox-bounds"' in html and ('id="lrp-scores"' if scored else 'id="lrp-not-scored"') in html
     for low, high in table1.loc[table1["metric"] == "F1", ["ci_low", "ci_high"]].itertuples(index=False):
         assert f"[{low:.1f}, {high:.1f}]" in html

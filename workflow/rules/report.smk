@@ -28,6 +28,18 @@ rule tables:
             category="3. Results",
             subcategory="Per class",
         ),
+        per_class_ap=report(
+            table_file("per_class_ap"),
+            caption="../report/per_class_ap.rst",
+            category="3. Results",
+            subcategory="Per class",
+        ),
+        probability=report(
+            table_file("probability"),
+            caption="../report/probability.rst",
+            category="3. Results",
+            subcategory="Probabilities",
+        ),
     log:
         f"{RESULTS}/logs/tables.log",
     conda:
@@ -45,6 +57,8 @@ rule figures:
         histories=all_models("history"),
         class_counts=label_file("counts"),
         pairwise=bootstrap_file("pairwise"),
+        pr_curves=all_evaluations("pr_curve"),
+        reliability=all_evaluations("reliability"),
     output:
         curves=report(
             figure_file("curves"),
@@ -67,6 +81,18 @@ rule figures:
             figure_file("counts"),
             caption="../report/class_counts.rst",
             category="1. Data",
+        ),
+        pr_curves=report(
+            figure_file("pr_curves"),
+            caption="../report/pr_curves.rst",
+            category="3. Results",
+            subcategory="Threshold-free",
+        ),
+        reliability=report(
+            figure_file("reliability"),
+            caption="../report/reliability.rst",
+            category="3. Results",
+            subcategory="Probabilities",
         ),
     log:
         f"{RESULTS}/logs/figures.log",

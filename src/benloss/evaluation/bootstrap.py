@@ -31,14 +31,19 @@ METRICS: tuple[str, ...] = (
     "precision_micro", "recall_micro", "f1_micro",
     "precision_macro", "recall_macro", "f1_macro", "f1_rare",
 )  # fmt: skip
-#: Decision rules whose predictions are bootstrapped: each loss's own rule and validation-calibrated thresholds.
-RULES: tuple[str, ...] = ("own", "calibrated")
-#: Pairwise comparisons: own-rule metric, name in the tables.
+#: Decision rules whose predictions are bootstrapped: each loss's own rule and its two validation calibrators.
+RULES: tuple[str, ...] = ("own", "calibrated", "calibrated_per_class")
+#: The rule name of the threshold-free metrics (``benloss.evaluation.ranking.RANKING_METRICS``) in the tables.
+RANKING_RULE = "ranking"
+#: Pairwise comparisons: metric (an own-rule metric of METRICS, or a ranking metric), name in the tables.
 PAIRWISE_METRICS: tuple[tuple[str, str], ...] = (
     ("f1_samples", "F1 samples"),
     ("f1_micro", "F1 micro"),
     ("f1_macro", "F1 macro"),
     ("f1_rare", "F1 rarest third"),
+    ("map_macro", "mAP macro"),
+    ("map_micro", "mAP micro"),
+    ("auroc_macro", "AUROC macro"),
 )
 N_BOOT = 2000
 CHUNK = 64
@@ -49,7 +54,7 @@ def replicate_indices(n_images: int, replicate: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, replicate]).integers(0, n_images, n_images, dtype=np.uint32)
 
 
-def _weights(n_images: int, replicates: range, seed: int) -> np.ndarray:
+def replicate_weights(n_images: int, replicates: range, seed: int) -> np.ndarray:
     """Multiplicity of every image in each replicate, (len(replicates), n_images) float32."""
     drawn = np.stack([replicate_indices(n_images, b, seed) for b in replicates])
     offsets = (np.arange(len(replicates)) * n_images)[:, None]
@@ -115,7 +120,7 @@ def bootstrap_metrics(
     replicates = np.empty((n_boot, len(counts), len(METRICS)))
     quick = n_boot * n_images * len(counts) < 10**8
     for start in tqdm(range(0, n_boot, chunk), desc="bootstrap", unit="chunk", mininterval=5, disable=quick):
-        weights = _weights(n_images, range(start, min(start + chunk, n_boot)), seed)
+        weights = replicate_weights(n_images, range(start, min(start + chunk, n_boot)), seed)
         positives = weights @ truth
         for m, x in enumerate(counts):
             replicates[start : start + len(weights), m] = metrics_from_sums(weights @ x, positives, n_images, rare)
@@ -158,7 +163,10 @@ def bootstrap_mean_ci(
     if len(values) == 0:
         raise InputError("no values to resample")
     means = np.concatenate(
-        [_weights(len(values), range(s, min(s + CHUNK, n_boot)), seed) @ values for s in range(0, n_boot, CHUNK)]
+        [
+            replicate_weights(len(values), range(s, min(s + CHUNK, n_boot)), seed) @ values
+            for s in range(0, n_boot, CHUNK)
+        ]
     ) / len(values)
     low, high = percentile_interval(means, level)
     return float(values.mean()), float(low), float(high)
@@ -192,8 +200,9 @@ def pairwise_table(
 
 
 def interval_table(
-    observed: np.ndarray, replicates: np.ndarray, models: Sequence[tuple[str, str, int]], level: float = 0.95
-) -> pd.DataFrame:
+    observed: np.ndarray, replicates: np.ndarray, models: Sequence[tuple[str, str, int]], level: float = 0.95,
+    metric_names: Sequence[str] = METRICS,
+) -> pd.DataFrame:  # fmt: skip
     """Per (rule, loss): seed-mean estimate, its test-image interval and the two spreads, all in %.
 
     ``models`` names the M models as (rule, loss, seed). ``test_se`` is the bootstrap standard error of one
@@ -207,8 +216,8 @@ def interval_table(
         seed_mean = 100 * replicates[:, index].mean(1)
         low, high = percentile_interval(seed_mean, level)
         test_se = 100 * replicates[:, index].std(0, ddof=1).mean(0)
-        seed_std = 100 * observed[index].std(0, ddof=1) if len(index) > 1 else np.full(len(METRICS), np.nan)
-        for k, metric in enumerate(METRICS):
+        seed_std = 100 * observed[index].std(0, ddof=1) if len(index) > 1 else np.full(len(metric_names), np.nan)
+        for k, metric in enumerate(metric_names):
             dominant = "" if np.isnan(seed_std[k]) else ("seeds" if seed_std[k] > test_se[k] else "test images")
             rows.append({"rule": rule, "loss": loss, "metric": metric, "estimate": 100 * observed[index, k].mean(),
                          "ci_low": low[k], "ci_high": high[k], "test_se": test_se[k], "seed_std": seed_std[k],

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 AVERAGES = ("samples", "micro", "macro")
 
+#: The one calibration protocol, the same for every loss (``metrics.json``'s ``calibration``).
+CALIBRATION = (
+    "two calibrators fitted on validation, on the score the loss ranks by (ranking_score): per-class thresholds "
+    "maximising each class's F1 (calibrated_per_class: per-class and macro F1), and per-class thresholds "
+    "maximising sample F1 by exact coordinate ascent from the best single threshold (calibrated)"
+)
+
 
 def _numpy(array: np.ndarray | Tensor) -> np.ndarray:
     if hasattr(array, "detach"):  # a torch tensor; torch is not imported here, so the report stage stays torch-free

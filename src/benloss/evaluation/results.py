@@ -41,14 +41,25 @@ def histories(paths: Iterable[Path | str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+#: The metric groups of ``metrics.json`` and their column prefix in ``test_metrics``; ``probability`` is null
+#: for the losses whose σ(z) is no probability.
+METRIC_GROUPS = {
+    "own_rule": "own",
+    "calibrated": "calibrated",
+    "calibrated_per_class": "calibrated_per_class",
+    "ranking": "ranking",
+    "probability": "probability",
+}
+
+
 def test_metrics(paths: Iterable[Path | str]) -> pd.DataFrame:
     """One row per given ``metrics.json``: loss, seed and every test metric, ``own_*`` and ``calibrated_*``."""
     rows = []
     for loss, seed, path in by_model(paths):
         document = json.loads(path.read_text())
         row = {"loss": loss, "seed": seed}
-        row |= {f"own_{k}": v for k, v in document["own_rule"].items()}
-        row |= {f"calibrated_{k}": v for k, v in document["calibrated"].items()}
+        for key, prefix in METRIC_GROUPS.items():
+            row |= {f"{prefix}_{k}": v for k, v in (document.get(key) or {}).items()}
         rows.append(row)
     return pd.DataFrame(rows)
 

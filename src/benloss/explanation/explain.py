@@ -56,9 +56,9 @@ from benloss.layout import ENCODED_FILES, EXPLANATION_FILES
 from benloss.report.figures import lrp_score_chart
 from benloss.report.plotting import CLASS_COLOURS, save
 from benloss.training.batches import EncodedSplit
-from benloss.training.losses import build_loss
+from benloss.training.losses import build_rule
 from benloss.training.models import INPUT_CONVS, BandNormalizer, KBranchCNN
-from benloss.training.train import choose_device, load_model
+from benloss.training.train import choose_device, load_model, load_own_rule
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def explain_model(
 ) -> _LossExplanations:  # fmt: skip
     """LRP of one trained model over ``examples`` in batches; the first ``n_figure`` are Fig. 1's, the rest scored."""
     model, config = load_model(path, device)
-    rule = build_loss(loss, class_frequencies=np.ones(len(classes())), **config.loss_params)
+    rule = build_rule(loss, len(classes()), load_own_rule(path), **config.loss_params)
     found, abbreviation = _LossExplanations(), loss_info(loss).abbreviation
     for start in range(0, len(examples), LRP_BATCH):
         chunk = examples[start : start + LRP_BATCH]

@@ -26,29 +26,39 @@ class LossInfo:
     #: A loss unchanged when a constant is added to all of an image's scores never learns that offset, so its
     #: thresholds are calibrated on a shift-free score, named here (``None``: raw scores, per class).
     shift_free_score: str | None = None
+    #: Whether σ(z) estimates P(y = 1 | x), so that its calibration (ECE, Brier score) is meaningful.
+    sigmoid_probability: bool = False
+    #: The loss's own decision rule, as the report states it.
+    decision_rule: str = "σ(z) ≥ 0.5"
 
 
 _CATALOG = (
-    LossInfo("cel", "CEL", "Cross-entropy", True, True, "Yessou et al. 2020, Eq. 1-2"),
-    LossInfo("fl", "FL", "Focal", False, True, "Lin et al. 2017, ICCV"),
-    LossInfo("wcel", "W-CEL", "Weighted cross-entropy", True, True, "Yessou et al. 2020"),
+    LossInfo("cel", "CEL", "Cross-entropy", True, True, "Yessou et al. 2020, Eq. 1-2", sigmoid_probability=True),
+    LossInfo("fl", "FL", "Focal", False, True, "Lin et al. 2017, ICCV", sigmoid_probability=True),
+    LossInfo("wcel", "W-CEL", "Weighted cross-entropy", True, True, "Yessou et al. 2020", sigmoid_probability=True),
     LossInfo(
         "hal", "HAL", "Hamming", False, True, "Yessou et al. 2020",
         "trained on the soft surrogate mean_c[y(1-p) + (1-y)p]; the Hamming loss itself is piecewise constant",
+        sigmoid_probability=True,
     ),
-    LossInfo("hl", "HL", "Modified Huber", True, True, "Zhang 2004; Yessou et al. 2020, Eq. 5"),
-    LossInfo("rl", "RL", "Ranking", True, False, "Yessou et al. 2020, Eq. 7", shift_free_score="z − mean_c z"),
+    LossInfo("hl", "HL", "Modified Huber", True, True, "Zhang 2004; Yessou et al. 2020, Eq. 5", decision_rule="z ≥ 0"),
+    LossInfo(
+        "rl", "RL", "Ranking", True, False, "Yessou et al. 2020, Eq. 7",
+        shift_free_score="z − mean_c z",
+        decision_rule="z − mean_c z ≥ t, one threshold t for all classes fitted for sample F1 on validation",
+    ),
     LossInfo(
         "sml", "SML", "Sparsemax", True, True, "Martins & Astudillo 2016; Yessou et al. 2020, Eq. 6",
-        shift_free_score="z − τ(z)",
+        shift_free_score="z − τ(z)", decision_rule="the support of sparsemax(z)",
     ),
     LossInfo(
         "asl", "ASL", "Asymmetric", False, True, "Ridnik et al. 2021, ICCV",
-        "differentiable for γ− > 0; kinked at p = m when γ− = 0", in_paper=False,
+        "differentiable for γ− > 0; kinked at p = m when γ− = 0", in_paper=False, sigmoid_probability=True,
     ),
     LossInfo(
         "zlpr", "ZLPR", "Zero-bounded log-sum-exp & pairwise rank-based", True, True,
         "Su et al. 2022, arXiv:2208.02955", "its threshold z = 0 is built into the loss", in_paper=False,
+        decision_rule="z ≥ 0",
     ),
 )  # fmt: skip
 LOSS_INFO: dict[str, LossInfo] = {info.id: info for info in _CATALOG}

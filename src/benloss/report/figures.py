@@ -1,5 +1,5 @@
-"""Fig. 2 (validation F1 and loss per epoch, every loss on one axis), F1 per training second, the class-count
-chart, the matrix of pairwise F1 differences and the LRP scores."""
+"""Fig. 2 (validation F1, mAP and loss per epoch, every loss on one axis), F1 per training second, the class-count
+chart, the matrix of pairwise F1 differences, precision–recall curves, reliability diagrams and the LRP scores."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from benloss.atomic import atomic_outputs
-from benloss.evaluation.results import histories, losses_present
+from benloss.evaluation.results import by_model, histories, losses_present
 from benloss.facts.loss_catalog import LOSS_IDS, loss_info
 from benloss.facts.splits import SPLITS
 from benloss.layout import FIGURE_FILES
@@ -22,13 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def learning_curves(history: pd.DataFrame) -> plt.Figure:
-    """Left: validation F1 (samples) per epoch; right: validation loss. Bands are ± std over seeds."""
-    figure, (f1_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    """Validation F1 (samples, each loss's own rule), validation macro mAP (threshold-free, on the score the loss
+    ranks by) and validation loss per epoch. Bands are ± std over seeds."""
+    figure, (f1_axis, map_axis, loss_axis) = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     for loss in losses_present(history):
         runs = history[history["loss"] == loss]
         style = LOSS_STYLE[loss]
         label = loss_info(loss).abbreviation
-        for axis, column in ((f1_axis, "f1_samples"), (loss_axis, "val_loss")):
+        for axis, column in ((f1_axis, "f1_samples"), (map_axis, "map_macro"), (loss_axis, "val_loss")):
             stats = runs.groupby("epoch")[column].agg(["mean", "std"]).reset_index()
             axis.plot(stats["epoch"], stats["mean"], label=label, markersize=4, linewidth=1.6, **style)
             if runs["seed"].nunique() > 1:
@@ -36,9 +37,11 @@ def learning_curves(history: pd.DataFrame) -> plt.Figure:
                                   color=style["color"], alpha=0.15, linewidth=0)  # fmt: skip
     f1_axis.set(xlabel="epoch", ylabel="validation F1 (sample-averaged)", title="Validation F1 per epoch")
     f1_axis.set_ylim(bottom=0)
+    map_axis.set(xlabel="epoch", ylabel="validation macro mAP", title="Validation mAP per epoch (threshold-free)")
+    map_axis.set_ylim(bottom=0)
     loss_axis.set(xlabel="epoch", ylabel="validation loss (each loss on its own scale)", title="Validation loss")
     loss_axis.set_yscale("symlog", linthresh=0.1)
-    for axis in (f1_axis, loss_axis):
+    for axis in (f1_axis, map_axis, loss_axis):
         axis.grid(alpha=0.3)
         axis.xaxis.get_major_locator().set_params(integer=True)
     f1_axis.legend(title="loss", ncol=2, fontsize=9)
@@ -141,18 +144,77 @@ def lrp_score_chart(summary: pd.DataFrame) -> plt.Figure:
     return figure
 
 
+def pr_curves(curves: pd.DataFrame) -> plt.Figure:
+    """Micro precision–recall curve of each loss on the score it ranks by (one line per seed)."""
+    figure, axis = plt.subplots(figsize=(6.5, 5), constrained_layout=True)
+    for loss in losses_present(curves):
+        runs = curves[curves["loss"] == loss]
+        for i, (_, run) in enumerate(runs.groupby("seed")):
+            label = loss_info(loss).abbreviation if i == 0 else None
+            axis.plot(run["recall"], run["precision"], color=LOSS_STYLE[loss]["color"], linewidth=1.4,
+                      alpha=1.0 if i == 0 else 0.35, label=label)  # fmt: skip
+    axis.set(xlabel="recall (micro)", ylabel="precision (micro)", xlim=(0, 1), ylim=(0, 1.02),
+             title="Test precision–recall, every class pooled")  # fmt: skip
+    axis.grid(alpha=0.3)
+    axis.legend(title="loss", ncol=2, fontsize=9, loc="best")
+    return figure
+
+
+def reliability_diagram(bins: pd.DataFrame) -> plt.Figure:
+    """Observed frequency of positives against mean σ(z) per bin, pooled over seeds, for the losses whose σ(z) is
+    a probability; the diagonal is perfect calibration, the bars the share of entries per bin."""
+    figure, (axis, share) = plt.subplots(2, 1, figsize=(6.5, 6.5), height_ratios=(3, 1), sharex=True,
+                                         constrained_layout=True)  # fmt: skip
+    axis.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--", label="calibrated")
+    losses = losses_present(bins) if len(bins) else []
+    width = 1 / 15 / max(len(losses), 1)
+    for k, loss in enumerate(losses):
+        runs = bins[bins["loss"] == loss]
+        pooled = runs.assign(p_sum=runs["confidence"].fillna(0) * runs["count"],
+                             y_sum=runs["frequency"].fillna(0) * runs["count"])  # fmt: skip
+        pooled = pooled.groupby(["bin_low", "bin_high"], as_index=False)[["count", "p_sum", "y_sum"]].sum()
+        seen = pooled[pooled["count"] > 0]
+        style = LOSS_STYLE[loss]
+        axis.plot(seen["p_sum"] / seen["count"], seen["y_sum"] / seen["count"], label=loss_info(loss).abbreviation,
+                  markersize=4, linewidth=1.4, **style)  # fmt: skip
+        share.bar(pooled["bin_low"] + (k + 0.5) * width, pooled["count"] / pooled["count"].sum(), width=width,
+                  color=style["color"])  # fmt: skip
+    axis.set(ylabel="observed frequency of positives", xlim=(0, 1), ylim=(0, 1), title="Reliability of σ(z) (test)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=2)
+    share.set(xlabel="mean σ(z) in the bin", ylabel="share", yscale="log")
+    if not losses:
+        axis.text(0.5, 0.5, "no loss of this run has a probabilistic σ(z)", ha="center", va="center")
+    return figure
+
+
+def _per_model(paths: Sequence[Path]) -> pd.DataFrame:
+    frames = [pd.read_csv(path).assign(loss=loss, seed=seed) for loss, seed, path in by_model(paths)]
+    return pd.concat(frames, ignore_index=True)
+
+
 def write_figures(
-    history_files: Sequence[Path], class_counts: Path, outdir: Path, pairwise: Path | None = None
-) -> None:
+    history_files: Sequence[Path], class_counts: Path, outdir: Path, pairwise: Path | None = None,
+    pr_curve_files: Sequence[Path] = (), reliability_files: Sequence[Path] = (),
+) -> None:  # fmt: skip
     """Write ``f1_curves.png/.pdf``, ``f1_time.png``, ``class_counts.png`` and, given the bootstrap's
-    ``pairwise.csv``, ``pairwise_f1.png`` into ``outdir``, from the given ``history.csv`` files (one a model)."""
+    ``pairwise.csv``, ``pairwise_f1.png`` into ``outdir``, from the given ``history.csv`` files (one a model);
+    with the evaluations' ``pr_curve.csv`` and ``reliability.csv`` files, also ``pr_curves.png`` and
+    ``reliability.png``."""
     outdir = Path(outdir)
     roles = ["curves", "curves_pdf", "time_curves", "counts"] + (["pairwise"] if pairwise is not None else [])
+    roles += ["pr_curves"] if pr_curve_files else []
+    roles += ["reliability"] if reliability_files else []
     with atomic_outputs(*(outdir / FIGURE_FILES[role] for role in roles)) as paths:
+        out = dict(zip(roles, paths, strict=True))
         history = histories(history_files)
-        save(learning_curves(history), paths[0], paths[1])
-        save(time_curves(history), paths[2])
-        save(class_count_chart(pd.read_csv(class_counts)), paths[3])
+        save(learning_curves(history), out["curves"], out["curves_pdf"])
+        save(time_curves(history), out["time_curves"])
+        save(class_count_chart(pd.read_csv(class_counts)), out["counts"])
         if pairwise is not None:
-            save(pairwise_matrix(pd.read_csv(pairwise)), paths[4])
+            save(pairwise_matrix(pd.read_csv(pairwise)), out["pairwise"])
+        if pr_curve_files:
+            save(pr_curves(_per_model(pr_curve_files)), out["pr_curves"])
+        if reliability_files:
+            save(reliability_diagram(_per_model(reliability_files)), out["reliability"])
     log.info("figures written to %s", outdir)

@@ -18,6 +18,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from benloss.atomic import atomic_outputs
+from benloss.evaluation.metrics import CALIBRATION
 from benloss.evaluation.results import by_model
 from benloss.explanation.scores import ALL_CLASSES
 from benloss.facts.loss_catalog import LOSS_IDS, PAPER_LOSS_IDS, loss_info
@@ -92,6 +93,10 @@ class ReportInputs:
     f1_curves: Path
     f1_time: Path
     pairwise_figure: Path
+    per_class_ap: Path
+    probability: Path
+    pr_curves_figure: Path
+    reliability_figure: Path
     lrp_heatmaps: Path
     lrp_scores_figure: Path
     runs: list[Path]
@@ -115,12 +120,27 @@ REPORT_INPUT_HELP = {
     "f1_curves": "figures/f1_curves.png",
     "f1_time": "figures/f1_time.png",
     "pairwise_figure": "figures/pairwise_f1.png",
+    "per_class_ap": "tables/per_class_ap.csv",
+    "probability": "tables/probability.csv",
+    "pr_curves_figure": "figures/pr_curves.png",
+    "reliability_figure": "figures/reliability.png",
     "lrp_heatmaps": "figures/lrp_heatmaps.png",
     "lrp_scores_figure": "figures/lrp_scores.png",
     "runs": "every model's run.json",
     "baselines": "every model's baseline.json",
     "archive": "the demo archive (its md5 goes into the report)",
 }
+
+
+def _heat_table(frame: pd.DataFrame) -> dict:
+    """A classes × losses table of values in [0, 1] with a cell colour each."""
+    return {
+        "losses": list(frame.columns),
+        "rows": [
+            {"name": name, "cells": [{"value": v, "colour": _heat_colour(v)} for v in row]}
+            for name, row in frame.iterrows()
+        ],
+    }
 
 
 def _run_records(runs: list[Path]) -> list[dict]:
@@ -197,6 +217,8 @@ def context(inputs: ReportInputs) -> dict:
     table1_long = pd.read_csv(inputs.table1)
     table2 = pd.read_csv(inputs.table2, index_col="loss")
     per_class = pd.read_csv(inputs.per_class, index_col=0)
+    per_class_ap = pd.read_csv(inputs.per_class_ap, index_col=0)
+    probability = pd.read_csv(inputs.probability)
     pairwise = pd.read_csv(inputs.pairwise)
     conservation = pd.read_csv(inputs.conservation)
     if demo and inputs.archive is not None and Path(inputs.archive).is_file():
@@ -235,13 +257,10 @@ def context(inputs: ReportInputs) -> dict:
             for loss, note in TEXT_VERSUS_MATHS.items()
             if loss in config["training"]["losses"]
         ],
-        "per_class": {
-            "losses": list(per_class.columns),
-            "rows": [
-                {"name": name, "cells": [{"value": v, "colour": _heat_colour(v)} for v in row]}
-                for name, row in per_class.iterrows()
-            ],
-        },
+        "per_class": _heat_table(per_class),
+        "per_class_ap": _heat_table(per_class_ap),
+        "probability": probability.to_dict("records"),
+        "calibration": CALIBRATION,
         "lrp_summary": lrp[lrp["class"] == ALL_CLASSES].to_dict("records"),
         "lrp_per_class": int(config["explain"]["per_class"]),
         "zbox": _zbox_summary(bounds),
@@ -262,6 +281,8 @@ def context(inputs: ReportInputs) -> dict:
             "f1_curves": data_uri(inputs.f1_curves),
             "f1_time": data_uri(inputs.f1_time),
             "pairwise": data_uri(inputs.pairwise_figure),
+            "pr_curves": data_uri(inputs.pr_curves_figure),
+            "reliability": data_uri(inputs.reliability_figure),
             "lrp": data_uri(inputs.lrp_heatmaps),
             "lrp_scores": data_uri(inputs.lrp_scores_figure),
         },

@@ -20,6 +20,8 @@ from benloss.layout import TABLE_FILES
 
 log = logging.getLogger(__name__)
 
+#: Table 1's row of sample F1 at thresholds calibrated for sample F1.
+CALIBRATED_F1 = "F1 samples, calibrated for sample F1"
 #: Table 1's rows: (label, column of test_metrics). The first three are the paper's.
 TABLE1_ROWS: tuple[tuple[str, str], ...] = (
     ("P", "own_precision_samples"),
@@ -32,7 +34,11 @@ TABLE1_ROWS: tuple[tuple[str, str], ...] = (
     ("R macro", "own_recall_macro"),
     ("F1 macro", "own_f1_macro"),
     ("F1 samples", "own_f1_samples"),
-    ("F1 samples, calibrated thresholds", "calibrated_f1_samples"),
+    (CALIBRATED_F1, "calibrated_f1_samples"),
+    ("F1 macro, calibrated per class", "calibrated_per_class_f1_macro"),
+    ("mAP macro", "ranking_map_macro"),
+    ("mAP micro", "ranking_map_micro"),
+    ("AUROC macro", "ranking_auroc_macro"),
 )
 MARKS = ("H", "M", "L")
 
@@ -79,12 +85,30 @@ def paper_table1() -> pd.DataFrame:
     return frame
 
 
-def per_class_f1(per_class_frame: pd.DataFrame) -> pd.DataFrame:
-    """Test F1 per class (rows, official order) and loss (columns), mean over seeds."""
-    mean = per_class_frame.groupby(["class", "loss"])["f1"].mean().unstack("loss")
+def per_class_f1(per_class_frame: pd.DataFrame, column: str = "f1") -> pd.DataFrame:
+    """Test F1 (or another per-class column, e.g. ``ap``) per class (rows, official order) and loss (columns),
+    mean over seeds."""
+    mean = per_class_frame.groupby(["class", "loss"])[column].mean().unstack("loss")
     mean = mean.loc[list(classes()), losses_present(per_class_frame)]
     mean.columns = [loss_info(loss).abbreviation for loss in mean.columns]
     return mean
+
+
+def probability_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """ECE and Brier score of σ(z) per loss (mean and std over seeds); "not applicable" where σ(z) is no
+    probability (HL, RL, SML, ZLPR: their scores are margins, ranks or sparsemax inputs)."""
+    rows = []
+    for loss in losses_present(metrics):
+        info = loss_info(loss)
+        row = {"loss": info.abbreviation, "applicable": info.sigmoid_probability}
+        for name in ("ece", "brier"):
+            column = f"probability_{name}"
+            values = metrics.loc[metrics["loss"] == loss, column] if column in metrics else pd.Series(dtype=float)
+            values = values.dropna().to_numpy(dtype=float) if info.sigmoid_probability else np.array([])
+            row[name] = float(values.mean()) if len(values) else np.nan
+            row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("loss")
 
 
 def epochs_to_fraction(curve: np.ndarray, fraction: float = 0.9) -> int:
@@ -108,6 +132,7 @@ def marks(values: pd.Series, higher_is_better: bool) -> pd.Series:
 #: Table 2's measured criteria: (column, higher is better, how it is computed).
 TABLE2_CRITERIA: tuple[tuple[str, bool, str], ...] = (
     ("test_f1", True, "overall accuracy: sample-averaged test F1 with the loss's own rule"),
+    ("test_map", True, "overall accuracy, threshold-free: macro mAP on the score the loss ranks by"),
     ("macro_f1", True, "class imbalance: macro-averaged test F1"),
     ("rare_f1", True, "class imbalance: mean test F1 over the rarest third of the classes by training count"),
     ("zero_grad_fraction", False, "share of training images whose score gradient vanished, mean over epochs"),
@@ -144,6 +169,7 @@ def table2(
             {
                 "loss": info.abbreviation,
                 "test_f1": metrics.loc[metrics["loss"] == loss, "own_f1_samples"].mean(),
+                "test_map": metrics.loc[metrics["loss"] == loss, "ranking_map_macro"].mean(),
                 "macro_f1": metrics.loc[metrics["loss"] == loss, "own_f1_macro"].mean(),
                 "rare_f1": rare_f1.mean(),
                 "convex": info.convex,
@@ -225,10 +251,12 @@ def write_tables(
     wide.index.name = "metric"
     paper = paper_table1()
     per_class_table = per_class_f1(per_class_frame)
+    per_class_ap = per_class_f1(per_class_frame, "ap")
+    probabilities = probability_table(metrics)
     table2_frame = table2(metrics, history, per_class_frame, counts)
     label = "DEMO on synthetic data, not BigEarthNet: " if demo else ""
     with atomic_outputs(*(outdir / name for name in TABLE_FILES.values())) as paths:
-        t1_csv, t1_md, t1_tex, t1_paper, t2_csv, t2_md, pc_csv = paths
+        t1_csv, t1_md, t1_tex, t1_paper, t2_csv, t2_md, pc_csv, ap_csv, probability_csv = paths
         long.to_csv(t1_csv, index=False)
         paper_block = paper.reindex(columns=wide.columns)  # later additions have no paper numbers: "—"
         t1_md.write_text(
@@ -242,5 +270,8 @@ def write_tables(
         table2_frame.to_csv(t2_csv)
         t2_md.write_text(_markdown(table2_frame, f"{label}Table 2, measured"))
         per_class_table.to_csv(pc_csv)
+        per_class_ap.to_csv(ap_csv)
+        probabilities.to_csv(probability_csv)
     log.info("tables written to %s", outdir)
-    return {"table1": long, "table2": table2_frame, "per_class": per_class_table}
+    return {"table1": long, "table2": table2_frame, "per_class": per_class_table, "per_class_ap": per_class_ap,
+            "probability": probabilities}  # fmt: skip

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benloss.errors import InputError
+from benloss.evaluation.metrics import calibrate_sample_f1_threshold
 from benloss.facts.loss_catalog import LOSS_IDS, LossInfo, loss_info
 
 
@@ -25,9 +26,14 @@ class MultiLabelLoss(nn.Module):
 
     info: LossInfo
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: Parameters of the own rule fitted on validation scores (RL's threshold); empty for a fixed rule.
+        self.own_rule: dict = {}
+
     @property
     def shift_free_score(self) -> str | None:
-        """The shift-free score its thresholds are calibrated on (``None``: raw scores); see ``LossInfo``."""
+        """The shift-free score it ranks by (``None``: raw scores); see ``LossInfo``."""
         return self.info.shift_free_score
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
@@ -37,16 +43,33 @@ class MultiLabelLoss(nn.Module):
     def per_image(self, z: Tensor, y: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def calibration_scores(self, logits: Tensor) -> Tensor:
-        """The scores calibrated thresholds apply to: raw here, the shift-free score where one is named."""
+    def ranking_scores(self, logits: Tensor) -> Tensor:
+        """The score the loss ranks by, which thresholds and ranking metrics use: raw here, the shift-free score
+        where one is named (a per-image offset the loss never learns would scramble a class's ranking)."""
         return logits
 
+    def fit_own_rule(self, scores: Tensor, targets: Tensor) -> dict:
+        """Fit the own rule's parameters on validation scores (nothing to fit here); returns ``own_rule``."""
+        return self.own_rule
+
+    def set_own_rule(self, rule: dict) -> None:
+        """Use own-rule parameters fitted before (``fit_own_rule``, saved with the model)."""
+        self.own_rule = dict(rule)
+
     def predict(self, logits: Tensor, thresholds: Tensor | None = None) -> Tensor:
-        """Boolean predictions: the loss's own rule, or ``calibration_scores ≥ thresholds`` per class when given."""
+        """Boolean predictions: the loss's own rule, or ``ranking_scores ≥ thresholds`` per class when given."""
         if thresholds is not None:
-            scores = self.calibration_scores(logits)
+            scores = self.ranking_scores(logits)
             return scores >= thresholds.to(scores.device, scores.dtype)
+        return self.own_predict(logits)
+
+    def own_predict(self, logits: Tensor) -> Tensor:
+        """The loss's own decision rule: σ(z) ≥ 0.5 here."""
         return logits >= 0
+
+
+def _numpy_targets(targets: Tensor | np.ndarray) -> np.ndarray:
+    return (targets.cpu().numpy() if isinstance(targets, Tensor) else np.asarray(targets)).astype(bool)
 
 
 def _checked(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,23 +112,29 @@ class WeightedCrossEntropy(MultiLabelLoss):
     """W-CEL: CEL with class c weighted by w_c, on its positive term (default) or on both terms.
 
     ``weighting="positive"``: −Σ_c [w_c y log σ(z) + (1 − y) log(1 − σ(z))], TensorFlow's
-    ``weighted_cross_entropy_with_logits`` with ``pos_weight`` = w. Its optimum σ(z) = w p / (w p + 1 − p)
-    (p = P(y = 1 | x)) moves a rare class's operating point towards recall, as the paper reports for W-CEL.
-    ``weighting="both"``: both terms times w_c, whose optimum stays σ(z) = p: it only shares gradient
-    between classes. Weights are inversely proportional to each class's number of training images n_c (a
-    class with none counts as the rarest class that has some), normalised to mean 1:
-    w_c = (1/n_c) / mean_k(1/n_k).
+    ``weighted_cross_entropy_with_logits`` with ``pos_weight`` = w. Its optimum is σ(z) = w p / (w p + 1 − p)
+    (p = P(y = 1 | x)), i.e. logit(p) + log w: the rule σ(z) ≥ 0.5 fires where p ≥ 1 / (1 + w), so w > 1 moves a
+    class towards recall. ``weighting="both"``: both terms times w_c, whose optimum stays σ(z) = p: it only shares
+    gradient between classes.
+
+    Weights from the training split (``class_weights``): ``weights="negatives_over_positives"`` (default)
+    w_c = (N − n_c) / n_c, negatives over positives among the N training images, ≥ 1 for every class in fewer than
+    half of them, so the rule balances each class's positives against its negatives; ``"inverse_frequency_mean1"``
+    w_c = (1/n_c) / mean_k(1/n_k), below 1 for the common classes (their rule then needs p ≥ 1 / (1 + w_c) > 0.5).
     """
 
     info = loss_info("wcel")
     WEIGHTINGS = ("positive", "both")
 
-    def __init__(self, class_frequencies: Tensor | np.ndarray | list[float], weighting: str = "positive") -> None:
+    def __init__(
+        self, class_counts: Tensor | np.ndarray | list[float], n_images: int, weighting: str = "positive",
+        weights: str = "negatives_over_positives",
+    ) -> None:  # fmt: skip
         super().__init__()
         if weighting not in self.WEIGHTINGS:
             raise InputError(f"W-CEL weighting must be one of {', '.join(self.WEIGHTINGS)}, got {weighting!r}")
         self.weighting = weighting
-        self.register_buffer("weights", class_weights(class_frequencies))
+        self.register_buffer("weights", class_weights(class_counts, n_images, weights))
 
     def per_image(self, z: Tensor, y: Tensor) -> Tensor:
         weights = self.weights.to(z.dtype)
@@ -114,13 +143,29 @@ class WeightedCrossEntropy(MultiLabelLoss):
         return (F.binary_cross_entropy_with_logits(z, y, reduction="none") * weights).sum(dim=1)
 
 
-def class_weights(class_frequencies: Tensor | np.ndarray | list[float]) -> Tensor:
-    """W-CEL's weights from per-class training counts (or frequencies): inverse, mean 1."""
-    counts = torch.as_tensor(np.asarray(class_frequencies, dtype=np.float64))
+#: W-CEL's weighting schemes (``loss_params.wcel.weights``).
+WCEL_WEIGHTS = ("negatives_over_positives", "inverse_frequency_mean1")
+
+
+def class_weights(
+    class_counts: Tensor | np.ndarray | list[float], n_images: int, scheme: str = "negatives_over_positives"
+) -> Tensor:
+    """W-CEL's weights from the training split's per-class counts n_c and its number of images N.
+
+    A class without training images counts as the rarest class that has some (its weight would be infinite).
+    """
+    counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64))
     if counts.ndim != 1 or (counts < 0).any() or not (counts > 0).any():
-        raise InputError("class frequencies must be a 1-D vector of non-negative counts, not all zero")
-    inverse = 1.0 / torch.where(counts > 0, counts, counts[counts > 0].min())
-    return (inverse / inverse.mean()).float()
+        raise InputError("class counts must be a 1-D vector of non-negative counts, not all zero")
+    if not counts.max() <= n_images:
+        raise InputError(f"a class has {int(counts.max())} training images, more than the split's {n_images}")
+    counts = torch.where(counts > 0, counts, counts[counts > 0].min())
+    if scheme == "negatives_over_positives":
+        return ((n_images - counts) / counts).float()
+    if scheme == "inverse_frequency_mean1":
+        inverse = 1.0 / counts
+        return (inverse / inverse.mean()).float()
+    raise InputError(f"W-CEL weights must be one of {', '.join(WCEL_WEIGHTS)}, got {scheme!r}")
 
 
 class HammingLoss(MultiLabelLoss):
@@ -162,8 +207,20 @@ class RankingLoss(MultiLabelLoss):
         pairs = y[:, :, None] * (1 - y)[:, None, :]
         return (hinge * pairs).sum(dim=(1, 2))
 
-    def calibration_scores(self, logits: Tensor) -> Tensor:
+    def ranking_scores(self, logits: Tensor) -> Tensor:
         return logits - logits.mean(dim=1, keepdim=True)
+
+    def fit_own_rule(self, scores: Tensor, targets: Tensor) -> dict:
+        """One threshold on z − mean_c z for every class, fitted for sample F1 (the threshold estimation of
+        Li et al. 2017): the loss never learns an image's mean score, so z ≥ 0 would threshold an accident."""
+        shift_free = self.ranking_scores(torch.as_tensor(scores)).double().cpu().numpy()
+        self.own_rule = {"threshold": calibrate_sample_f1_threshold(shift_free, _numpy_targets(targets))}
+        return self.own_rule
+
+    def own_predict(self, logits: Tensor) -> Tensor:
+        if "threshold" not in self.own_rule:
+            raise InputError("RL's own rule is a threshold fitted on validation scores: call fit_own_rule first")
+        return self.ranking_scores(logits) >= self.own_rule["threshold"]
 
 
 def sparsemax(z: Tensor) -> tuple[Tensor, Tensor]:
@@ -194,12 +251,10 @@ class SparsemaxLoss(MultiLabelLoss):
         loss = -(q * z).sum(1) + 0.5 * (support * (z**2 - tau**2)).sum(1) + 0.5 * (q**2).sum(1)
         return torch.where(positives.squeeze(1) > 0, loss, torch.zeros_like(loss))
 
-    def predict(self, logits: Tensor, thresholds: Tensor | None = None) -> Tensor:
-        if thresholds is not None:
-            return super().predict(logits, thresholds)
+    def own_predict(self, logits: Tensor) -> Tensor:
         return sparsemax(logits.float())[0] > 0
 
-    def calibration_scores(self, logits: Tensor) -> Tensor:
+    def ranking_scores(self, logits: Tensor) -> Tensor:
         z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         return z - sparsemax(z)[1]
 
@@ -266,12 +321,23 @@ def _loss_class(name: str) -> type[MultiLabelLoss]:
 
 
 def build_loss(
-    name: str, class_frequencies: Tensor | np.ndarray | list[float] | None = None, **params
+    name: str, class_counts: Tensor | np.ndarray | list[float] | None = None, n_images: int | None = None, **params
 ) -> MultiLabelLoss:
-    """Build a loss by id; W-CEL needs the training split's per-class counts."""
+    """Build a loss by id; W-CEL needs the training split's per-class counts and number of images."""
     cls = _loss_class(name)
     if cls is WeightedCrossEntropy:
-        if class_frequencies is None:
-            raise InputError("W-CEL needs class_frequencies (the training split's per-class counts)")
-        return cls(class_frequencies, **params)
+        if class_counts is None or n_images is None:
+            raise InputError("W-CEL needs class_counts and n_images (the training split's per-class counts and size)")
+        return cls(class_counts, n_images, **params)
     return cls(**params)
+
+
+def build_rule(name: str, n_classes: int, own_rule: dict | None = None, **params) -> MultiLabelLoss:
+    """A loss for its decision rule and scores only (``predict``, ``ranking_scores``), never for training: W-CEL's
+    weights do not enter its rule, so they are left at 1. ``own_rule`` is what ``fit_own_rule`` fitted."""
+    if _loss_class(name) is WeightedCrossEntropy:
+        loss = build_loss(name, class_counts=np.ones(n_classes), n_images=2, **params)
+    else:
+        loss = build_loss(name, **params)
+    loss.set_own_rule(own_rule or {})
+    return loss

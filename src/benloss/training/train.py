@@ -21,6 +21,7 @@ from tqdm import tqdm
 from benloss.atomic import atomic_outputs
 from benloss.errors import BenlossError
 from benloss.evaluation.metrics import MultiLabelMetrics
+from benloss.evaluation.ranking import ranking_summary
 from benloss.facts.bands import read_band_statistics
 from benloss.layout import CHECKPOINT, ENCODED_FILES, MODEL_FILES
 from benloss.training.batches import (
@@ -43,7 +44,7 @@ HISTORY_COLUMNS = (
     "epoch", "train_loss", "val_loss",
     "precision_samples", "recall_samples", "f1_samples",
     "precision_micro", "recall_micro", "f1_micro",
-    "precision_macro", "recall_macro", "f1_macro",
+    "precision_macro", "recall_macro", "f1_macro", "map_macro",
     "zero_grad_fraction", "train_seconds", "val_seconds", "images_per_second",
 )  # fmt: skip
 TIMING_COLUMNS = ("train_seconds", "val_seconds", "images_per_second")
@@ -134,7 +135,9 @@ class Trainer:
             self.device
         )
         self.class_counts = class_counts_from_csv(class_counts)
-        self.loss: MultiLabelLoss = build_loss(config.loss, class_frequencies=self.class_counts, **config.loss_params)
+        self.loss: MultiLabelLoss = build_loss(
+            config.loss, class_counts=self.class_counts, n_images=self.train_split.n_images, **config.loss_params
+        )
         self.loss.to(self.device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = KBranchCNN(config.width, n_classes=self.train_split.arrays["labels"].shape[1]).to(
@@ -260,10 +263,15 @@ class Trainer:
             labels.append(batch["labels"])
             losses.append(self.loss(scores[-1], labels[-1]).double() * len(scores[-1]))
         all_scores, all_labels = torch.cat(scores), torch.cat(labels)
+        # A rule with parameters (RL's threshold) is fitted on this epoch's validation scores, as at the end.
+        self.loss.fit_own_rule(all_scores, all_labels)
         metrics = MultiLabelMetrics(all_labels.shape[1])
         metrics.update(self.loss.predict(all_scores), all_labels)
+        host_labels = all_labels.cpu().numpy()
+        ranking = self.loss.ranking_scores(all_scores).double().cpu().numpy()
+        summary = metrics.compute() | {"map_macro": ranking_summary(ranking, host_labels)["map_macro"]}
         total = float(torch.stack(losses).sum())
-        return total / self.val_split.n_images, metrics.compute(), all_scores.cpu().numpy()
+        return total / self.val_split.n_images, summary, all_scores.cpu().numpy()
 
     # -- the whole run -----------------------------------------------------------------------------
     def run(self) -> pd.DataFrame:
@@ -337,7 +345,8 @@ class Trainer:
             baseline_path,
             run_path,
         ):
-            torch.save({"state_dict": self.model.state_dict(), "config": asdict(self.config)}, model_path)
+            torch.save({"state_dict": self.model.state_dict(), "config": asdict(self.config),
+                        "own_rule": self.loss.own_rule}, model_path)  # fmt: skip
             history.to_csv(history_path, index=False)
             np.save(scores_path, val_scores.astype(np.float32))
             baseline_path.write_text(json.dumps(baseline, indent=2) + "\n")
@@ -366,6 +375,11 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[KBranchC
     model = KBranchCNN(config.width, n_classes=state["state_dict"]["classifier.weight"].shape[0])
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval(), config
+
+
+def load_own_rule(path: Path) -> dict:
+    """The own-rule parameters fitted on the final validation scores (RL's threshold), saved with the model."""
+    return torch.load(path, map_location="cpu", weights_only=False).get("own_rule", {})
 
 
 def train(config: TrainConfig, encoded: Path, class_counts: Path, outdir: Path) -> pd.DataFrame:
