@@ -68,15 +68,16 @@ def _class_rankings(scores: np.ndarray, labels: np.ndarray) -> list[_Ranking]:
 
 
 def _cumsum0(values: np.ndarray) -> np.ndarray:
-    """Cumulative sums along the last axis with a leading 0."""
-    out = np.zeros((*values.shape[:-1], values.shape[-1] + 1))
+    """Cumulative sums along the last axis with a leading 0, in the values' precision."""
+    out = np.zeros((*values.shape[:-1], values.shape[-1] + 1), dtype=values.dtype)
     np.cumsum(values, axis=-1, out=out[..., 1:])
     return out
 
 
 def _tallies(ranking: _Ranking, weights: np.ndarray) -> _Tallies:
     """Sums of image weights (B, n), given in the ranking's sorted order."""
-    return _Tallies(weights[:, ranking.positives], _cumsum0(weights * ranking.hit), _cumsum0(weights))
+    hit = ranking.hit.astype(weights.dtype, copy=False)
+    return _Tallies(weights[:, ranking.positives], _cumsum0(weights * hit), _cumsum0(weights))
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -126,13 +127,17 @@ def _check_scores(scores: np.ndarray, labels: np.ndarray, name: str = "scores") 
     return scores, labels.astype(bool)
 
 
-def _check_weights(weights: np.ndarray, n_images: int) -> np.ndarray:
+def _check_weights(weights: np.ndarray, n_images: int, n_classes: int) -> np.ndarray:
+    """Validated weights: float32 where they are whole numbers whose sums over all N·C entries stay exact in
+    float32 (below 2**24; bootstrap multiplicities), which halves the memory the cumulative sums stream through;
+    float64 otherwise."""
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 2 or weights.shape[1] != n_images:
         raise InputError(f"weights {weights.shape} must be (B, {n_images}): one multiplicity per image and replicate")
     if not np.isfinite(weights).all() or (weights < 0).any():
         raise InputError("weights must be finite and non-negative")
-    return weights
+    exact = (weights == np.round(weights)).all() and (weights.sum(1).max(initial=0) * n_classes < 2**24)
+    return weights.astype(np.float32) if exact else weights
 
 
 def _nanmean(values: np.ndarray) -> np.ndarray:
@@ -171,7 +176,7 @@ def ranking_from_weights(scores: np.ndarray, labels: np.ndarray, weights: np.nda
     scores, labels = _check_scores(scores, labels)
     if chunk < 1:
         raise InputError(f"chunk must be at least 1, not {chunk}")
-    return _ranking_weighted(scores, labels, _check_weights(weights, len(scores)), chunk)
+    return _ranking_weighted(scores, labels, _check_weights(weights, *scores.shape), chunk)
 
 
 def _ranking_weighted(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, chunk: int) -> np.ndarray:
@@ -183,9 +188,13 @@ def _ranking_weighted(scores: np.ndarray, labels: np.ndarray, weights: np.ndarra
     for first in range(0, len(weights), chunk):
         block = weights[first : first + chunk]
         rows = slice(first, first + len(block))
-        out[rows, 0] = _nanmean(_per_class(_ap, classes, block))
+        ap, area = np.empty((len(block), len(classes))), np.empty((len(block), len(classes)))
+        for c, ranking in enumerate(classes):  # one gather and one pair of sums per class serve both metrics
+            tallies = _tallies(ranking, block[:, ranking.order])
+            ap[:, c], area[:, c] = _ap(ranking, tallies), _auroc(ranking, tallies)
+        out[rows, 0] = _nanmean(ap)
         out[rows, 1] = _ap(micro, _tallies(micro, block[:, micro_images]))
-        out[rows, 2] = _nanmean(_per_class(_auroc, classes, block))
+        out[rows, 2] = _nanmean(area)
     return out
 
 
