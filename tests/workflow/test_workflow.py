@@ -95,7 +95,8 @@ def test_train_jobs_get_weight_decay_and_wcel_weighting():
     assert result.returncode == 0, result.stderr[-3000:]
     commands = [line for line in result.stdout.splitlines() if "benloss train" in line]
     assert len(commands) == 7 and all('"weight_decay": 0,' in line for line in commands)
-    assert any("--loss wcel" in line and """--loss-params '{"weighting": "positive"}'""" in line for line in commands)
+    wcel = """--loss-params '{"weighting": "positive", "weights": "negatives_over_positives"}'"""
+    assert any("--loss wcel" in line and wcel in line for line in commands)
 
 
 def test_v2_config_shows_the_full_plan_without_any_file():
@@ -167,7 +168,7 @@ def test_paper_config_has_the_papers_settings():
     config = yaml.safe_load((ROOT / "config" / "bigearthnet.yaml").read_text())
     assert config["training"]["lr"] == paper.LEARNING_RATE == 1e-4
     assert config["training"]["weight_decay"] == 0  # the official code never adds its L2 losses
-    assert config["loss_params"]["wcel"] == {"weighting": "positive"}
+    assert config["loss_params"]["wcel"] == {"weighting": "positive", "weights": "negatives_over_positives"}
     assert config["training"]["epochs"] == paper.EPOCHS == 80
     assert config["model"]["width"] == paper.WIDTH == 1024
     assert config["training"]["losses"] == ["cel", "fl", "wcel", "hal", "hl", "rl", "sml"]
