@@ -27,6 +27,13 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = ROOT / ".test" / "config" / "config.yaml"
 #: Set by `benchmarks/gpu_check.py --smoke`: the tests marked ``gpu`` run on the CPU (the code paths, not the card).
 GPU_TESTS_ON_CPU = "BENLOSS_GPU_TESTS_ON_CPU"
+#: BigEarthNet v2.0: the official metadata as shipped, and real patches: a test patch with its bands and reference
+#: map, and a validation patch with its bands only.
+V2_SHIPPED = ROOT / "resources" / "bigearthnet_v2"
+V2_REAL = FIXTURES / "bigearthnet-v2"
+V2_TILE = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP"
+V2_TEST_PATCH = f"{V2_TILE}_26_57"
+V2_VAL_PATCH = f"{V2_TILE}_75_43"
 
 
 def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -42,6 +49,30 @@ def require_tool(name: str, reason: str) -> str:
             pytest.fail(message + " (CI must install it: see .ci/run)")
         pytest.skip(message)
     return path
+
+
+def partial_v2_archive(folder: Path, sizes: dict[str, int]) -> dict[str, str]:
+    """A partial copy of BigEarthNet v2.0 in ``folder`` (``BigEarthNet-S2/``, ``Reference_Maps/``), as a user with
+    a part of the archive has: ``sizes[split]`` patches of each split of the official metadata. They are the two
+    real patches under their own names and, to fill the splits, the first other patches of each split by name,
+    holding the real patches' band files (the validation patch's in val, the test patch's elsewhere), so their
+    pixels are real but not theirs. Only the real test patch has its reference map. Returns each patch's name and
+    the real patch whose files it holds."""
+    metadata = pd.read_parquet(V2_SHIPPED / "metadata.parquet")
+    real = {"val": V2_VAL_PATCH, "test": V2_TEST_PATCH}
+    chosen = {}
+    for split, official in (("train", "train"), ("val", "validation"), ("test", "test")):
+        names = sorted(set(metadata.loc[metadata["split"] == official, "patch_id"]) - set(real.values()))
+        source = real.get(split, V2_TEST_PATCH)
+        picked = ([source] if split in real else []) + names
+        chosen |= dict.fromkeys(picked[: sizes[split]], source)
+    for name, source in chosen.items():
+        target = folder / "BigEarthNet-S2" / name.rsplit("_", 2)[0] / name
+        target.mkdir(parents=True)
+        for band in sorted((V2_REAL / "BigEarthNet-S2" / V2_TILE / source).iterdir()):
+            shutil.copyfile(band, target / band.name.replace(source, name))
+    shutil.copytree(V2_REAL / "Reference_Maps", folder / "Reference_Maps")
+    return chosen
 
 
 def demo_lists(folder: Path) -> dict[str, Path]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benloss.errors import BenlossError
+from benloss.facts.splits import SPLITS
 
 log = logging.getLogger("benloss")
 
@@ -83,8 +84,12 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     from benloss.data.prepare import prepare
+    from benloss.data.selection import Selection
+    from benloss.data.subset import Subset
 
-    prepare(_source(args), args.labels_out, args.out)
+    sizes = {split: getattr(args, f"subset_{split}") for split in SPLITS}
+    selection = Selection(Subset(sizes, args.subset_seed), allow_missing=args.allow_missing)
+    prepare(_source(args), args.labels_out, args.out, selection)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -187,6 +192,12 @@ def parser() -> argparse.ArgumentParser:
     _add_source(p)
     p.add_argument("--labels-out", type=Path, required=True, help="folder of the label table and its summaries")
     p.add_argument("--out", type=Path, required=True, help="folder of the encoded arrays")
+    for split in SPLITS:
+        p.add_argument(f"--subset-{split}", type=float, default=1.0,
+                       help=f"{split} split's subset: a fraction (0 < f <= 1) or a patch count (above 1)")  # fmt: skip
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the stratified subset draw")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="drop and count listed patches the archive lacks (default: stop with an error)")  # fmt: skip
     p.set_defaults(func=cmd_prepare)
 
     p = steps.add_parser("train", help="train one K-Branch CNN with one loss")

@@ -6,7 +6,7 @@ imports it to name what it writes, so no path or file name is written twice. A r
     results/<run>/
         config.yaml                      the run's configuration
         demo_archive/                    the synthetic archive (demo only)
-        labels/                          LABEL_FILES
+        labels/                          LABEL_FILES, subset_list(split) (with data.subset)
         encoded/                         encoded_array(split, part), patch_list(split), ENCODED_FILES
         models/<loss>/seed<seed>/        MODEL_FILES (and the checkpoint while training)
         eval/<loss>/seed<seed>/          EVALUATION_FILES
@@ -131,6 +131,12 @@ _MODEL_FOLDER = re.compile(r"(?:^|/)(?:models|eval)/(?P<loss>[a-z0-9_]+)/seed(?P
 def encoded_array(split: str, part: str) -> str:
     """File name of one encoded array: ``part`` a band group name, ``labels`` or ``REFERENCE_MAPS``."""
     return f"{split}_{part}.npy"
+
+
+def subset_list(split: str) -> str:
+    """File name (under ``labels/``) of a split's patches drawn by ``data.subset``, in the official lists' format;
+    written only where the subset keeps less than a whole split somewhere (a size other than 1)."""
+    return f"subset_{split}.csv"
 
 
 def patch_list(split: str) -> str:

@@ -19,6 +19,7 @@ from benloss.data.encode import compact_rows, encode
 from benloss.data.encoded import open_encoded, read_patch_names
 from benloss.data.labels import write_labels
 from benloss.data.prepare import prepare
+from benloss.data.selection import EVERYTHING, Selection
 from benloss.data.sources import open_source
 from benloss.data.sources.bigearthnet_v2 import EXCLUSIONS, METADATA
 from benloss.data.streams import READ_AHEAD_BLOCK, ReadAhead, open_decompressed
@@ -28,7 +29,7 @@ from benloss.facts.nomenclature import conversion
 from benloss.facts.splits import read_list, write_list
 
 from ..support import EXAMPLE_ARCHIVE, ROOT, demo_lists
-from .support import OFFICIAL_LISTS, Usage, rewrite_archive
+from .support import Usage, lists_with_an_example_in_val, rewrite_archive
 
 ABSENT = "S2A_MSIL2A_20170613T101031_99_99"
 
@@ -44,9 +45,15 @@ def two_passes(source, out: Path) -> dict[str, bytes]:
     return files_of(out)
 
 
-def one_pass(source, out: Path) -> dict[str, bytes]:
-    prepare(source, out / "labels", out / "encoded")
+def one_pass(source, out: Path, selection: Selection = EVERYTHING) -> dict[str, bytes]:
+    prepare(source, out / "labels", out / "encoded", selection)
     return files_of(out)
+
+
+def without_summary(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict]:
+    """The files but ``labels/summary.json``, and that summary read."""
+    rest = dict(files)
+    return rest, json.loads(rest.pop("labels/summary.json"))
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +83,15 @@ def v1_demo_source(demo: Path, lists: dict[str, Path], archive: Path | None = No
 
 
 def test_one_pass_equals_labels_then_encode_byte_for_byte(demo, demo_with_holes, tmp_path):
+    """(The absent patch needs ``allow_missing``; the summary then also counts absent reference maps.)"""
     archive, lists = demo_with_holes
     source = v1_demo_source(demo, lists, archive)
-    reference, ours = two_passes(source, tmp_path / "two"), one_pass(source, tmp_path / "one")
+    reference = two_passes(source, tmp_path / "two")
+    ours = one_pass(source, tmp_path / "one", Selection(allow_missing=True))
+    (reference, reference_summary), (ours, summary) = without_summary(reference), without_summary(ours)
     assert ours.keys() == reference.keys() and "encoded/train_reference_maps.npy" in ours
     assert [name for name in ours if ours[name] != reference[name]] == []
-    summary = json.loads(ours["labels/summary.json"])
+    assert summary == reference_summary | {"reference_maps_absent": {"train": 0, "val": 0, "test": 0}}
     assert summary["dropped"]["no_19_class_label"] == 2 and summary["listed_but_absent"]["train"] == 1
     # the holes were real: rows reserved for the unlabelled and absent patches, then compacted away
     candidates = source.labeller().candidates()
@@ -169,13 +179,17 @@ def test_prepared_demo_matches_its_lists(demo, demo_encoded):
 
 
 def test_real_patches_one_pass_equals_two_passes(tmp_path):
-    """Six real patches against the official lists: 519,284 listed candidates, five kept. The disk check is
+    """Six real patches against the official lists (one training patch moved to val, so that no split is left
+    empty): 519,284 listed candidates, five kept, the others absent (``allow_missing``). The disk check is
     bounded by what the archive can hold, and the rows of the absent candidates are never written."""
-    source = open_source("bigearthnet-v1", "v1", EXAMPLE_ARCHIVE, lists=OFFICIAL_LISTS,
+    source = open_source("bigearthnet-v1", "v1", EXAMPLE_ARCHIVE, lists=lists_with_an_example_in_val(tmp_path),
                          band_statistics=ROOT / "resources" / "band_statistics.csv")  # fmt: skip
-    reference, ours = two_passes(source, tmp_path / "two"), one_pass(source, tmp_path / "one")
+    reference = two_passes(source, tmp_path / "two")
+    ours = one_pass(source, tmp_path / "one", Selection(allow_missing=True))
+    (reference, reference_summary), (ours, summary) = without_summary(reference), without_summary(ours)
     assert ours == reference
-    assert json.loads(ours["labels/summary.json"])["kept"] == {"train": 4, "val": 0, "test": 1}
+    assert summary == reference_summary and summary["kept"] == {"train": 3, "val": 1, "test": 1}
+    assert sum(summary["listed_but_absent"].values()) == 519_284 - 5
     assert len(ours["encoded/train_10m.npy"]) < 1_000_000
 
 
@@ -188,11 +202,11 @@ def test_disk_check_counts_what_the_archive_can_hold_not_every_listed_patch(tmp_
         with tarfile.open(EXAMPLE_ARCHIVE) as tar:
             tar.extractall(tmp_path / "extracted", filter="data")
         archive = tmp_path / "extracted"
-    source = open_source("bigearthnet-v1", "v1", archive, lists=OFFICIAL_LISTS,
+    source = open_source("bigearthnet-v1", "v1", archive, lists=lists_with_an_example_in_val(tmp_path),
                          band_statistics=ROOT / "resources" / "band_statistics.csv")  # fmt: skip
     monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda path: Usage(10**12, 10**12 - 10**9, 10**9))
-    prepare(source, tmp_path / "ok" / "labels", tmp_path / "ok" / "encoded")
-    assert len(read_patch_names(tmp_path / "ok" / "encoded", "train")) == 4
+    prepare(source, tmp_path / "ok" / "labels", tmp_path / "ok" / "encoded", Selection(allow_missing=True))
+    assert len(read_patch_names(tmp_path / "ok" / "encoded", "train")) == 3
 
 
 def test_a_disk_too_small_for_the_arrays_stops_the_step_before_it_writes(demo, tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 # The results tree and the official file names have one home, shared with the package (standard library only).
 sys.path.insert(0, f"{workflow.basedir}/src")
 from benloss import layout
+from benloss.facts.splits import SPLITS
 from benloss.training.config import RUN_SETTINGS
 
 RUN = config["run"]
@@ -113,6 +114,27 @@ def source_files():
 
 def prepare_inputs(wildcards):
     return source_files()
+
+
+def subset_lists():
+    """The drawn patch lists under labels/, written where data.subset keeps less than a whole split somewhere
+    (a size other than 1, as benloss.data.subset.Subset.draws says)."""
+    subset = config["data"]["subset"]
+    if all(subset[split] == 1 for split in SPLITS):
+        return {}
+    return {
+        f"subset_{split}": f"{LABELS}/{layout.subset_list(split)}" for split in SPLITS
+    }
+
+
+def selection_arguments():
+    """data.subset and data.allow_missing as prepare's options."""
+    subset = config["data"]["subset"]
+    options = [f"--subset-{split} {subset[split]}" for split in SPLITS]
+    options.append(f"--subset-seed {subset['seed']}")
+    if config["data"]["allow_missing"]:
+        options.append("--allow-missing")
+    return " ".join(options)
 
 
 def source_arguments(wildcards, input):

@@ -37,6 +37,7 @@ rule prepare:
     input:
         unpack(prepare_inputs),
     output:
+        **subset_lists(),
         table=label_file("table"),
         counts=report(
             label_file("counts"),
@@ -52,6 +53,8 @@ rule prepare:
     threads: 2  # gzip decoding runs in a thread of its own
     params:
         source=source_arguments,
+        selection=selection_arguments(),
         labels=output_folder,
     shell:
-        "benloss prepare {params.source} --labels-out {params.labels} --out {output.encoded} > {log} 2>&1"
+        "benloss prepare {params.source} {params.selection} --labels-out {params.labels} --out {output.encoded}"
+        " > {log} 2>&1"

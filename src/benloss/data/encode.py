@@ -38,10 +38,11 @@ from benloss.atomic import atomic_outputs
 from benloss.data.archive import MAP_SIZE, decode_band, patch_capacity
 from benloss.data.diskspace import DiskSpaceError, require_free_space
 from benloss.data.labels import read_label_table
+from benloss.data.selection import EVERYTHING, Selection, absent_by_split, require_every_split, settle_absent
 from benloss.data.sources import Source
 from benloss.data.sources.base import KnownLabels, Labeller, iter_reference_maps
 from benloss.data.sources.bigearthnet_v1 import BigEarthNetV1
-from benloss.data.training_band_statistics import BandAccumulator
+from benloss.data.training_band_statistics import BandAccumulator, split_statistics
 from benloss.errors import InputError
 from benloss.facts.bands import (
     BAND_GROUPS,
@@ -53,7 +54,7 @@ from benloss.facts.bands import (
     PATCH_PIXELS,
     official_band_statistics,
 )
-from benloss.facts.nomenclature import classes, multi_hot
+from benloss.facts.nomenclature import NO_CLASS, classes, multi_hot
 from benloss.facts.splits import SPLITS
 from benloss.layout import ENCODED_FILES, LABEL_FILES, REFERENCE_MAPS, encoded_array, patch_list
 
@@ -82,15 +83,25 @@ def encode(source: Source, label_table: Path, outdir: Path) -> dict:
     return meta
 
 
-def encode_pass(source: Source, labeller: Labeller, tmp: Path, outdir: Path) -> tuple[pd.DataFrame, dict, dict]:
+def encode_pass(
+    source: Source, labeller: Labeller, tmp: Path, outdir: Path, selection: Selection = EVERYTHING
+) -> tuple[pd.DataFrame, dict, dict]:
     """One pass over ``source``'s archive: label table, summary and ``meta.json`` of the arrays written to ``tmp``.
 
     Band rows are allocated for every candidate of ``labeller`` and filled as the patches stream by; the rows
-    of candidates the table does not keep (no BigEarthNet-19 label, absent from the archive) are compacted away
-    at the end; rows never written take no disk (the files are sparse until then). Reference maps, from their
-    own archive, follow in a stream of that archive.
+    of candidates the table does not keep (no BigEarthNet-19 label, absent from the archive where
+    ``selection`` allows that, not drawn into its subset) are compacted away at the end; rows never written take
+    no disk (the files are sparse until then). Where the labels are known before the pass and no patch may be
+    missing, the subset is drawn first and only its patches are decoded. Reference maps, from their own archive,
+    follow in a stream of that archive.
     """
+    known = labeller.known()
+    early = selection.draws_before_the_pass(known is not None)
     candidates = labeller.candidates()
+    if early:
+        drawn = selection.subset.draw(known)
+        names = set(drawn["patch"])
+        candidates = {split: [name for name in listed if name in names] for split, listed in candidates.items()}
     slot = {name: (split, row) for split, names in candidates.items() for row, name in enumerate(names)}
     with_maps = source.reference_maps is not None
     try:
@@ -102,12 +113,27 @@ def encode_pass(source: Source, labeller: Labeller, tmp: Path, outdir: Path) -> 
         require_free_space(outdir, encoded_bytes(capacity, with_maps), "the encoded arrays")
     tmp.mkdir()
     bands = _allocate(tmp, {split: len(names) for split, names in candidates.items()}, BAND_PARTS)
-    statistics = BandAccumulator()
-    filled = _fill(source, labeller, slot, bands, statistics)
+    late = selection.subset.draws and not early  # drawn after the pass: training rows may still drop
+    statistics = None if late else BandAccumulator()
+    filled, seen, streamed = _fill(source, labeller, slot, bands, statistics)
     del bands  # rows went in with pwrite; compaction below may cut the files under the mappings
     table, summary = labeller.finish()
+    summary = dict(summary)
+    absent = settle_absent(source.archive, absent_by_split(candidates, seen), selection.allow_missing,
+                           "they are dropped and counted")  # fmt: skip
+    if selection.allow_missing:
+        table = table[table["patch"].isin(filled)].reset_index(drop=True)
+        summary["patches_in_archive"] = streamed  # (a partial copy: not what the lists or the metadata name)
+        summary["listed_but_absent"] = absent
+        require_every_split(source.archive, {split: len(names) for split, names in candidates.items()},
+                            _sizes(table))  # fmt: skip
+    if selection.subset.draws:
+        population = known if early else table
+        table = drawn if early else selection.subset.draw(population)
+        summary["subset"] = selection.subset.describe(population, table)
     _check_all_filled(source.archive, table["patch"], filled)
-    sizes = {split: int((table["split"] == split).sum()) for split in SPLITS}
+    sizes = _sizes(table)
+    summary["kept"] = sizes
     rows = {split: table.loc[table["split"] == split, "patch"].tolist() for split in SPLITS}
     for split, names in candidates.items():
         if len(rows[split]) < len(names):
@@ -123,10 +149,19 @@ def encode_pass(source: Source, labeller: Labeller, tmp: Path, outdir: Path) -> 
         for row, names in enumerate(table.loc[table["split"] == split, "labels"]):
             labels[split]["labels"][row] = multi_hot(names)
         labels[split]["labels"].flush()
+    del labels
+    if statistics is None:  # the subset was drawn after the pass: the training rows kept, read back
+        statistics = split_statistics(tmp, "train")
     if with_maps:
-        maps = _allocate(tmp, sizes, (REFERENCE_MAPS,))  # every row is filled, or the stage fails
+        maps = _allocate(tmp, sizes, (REFERENCE_MAPS,))  # every row is filled, or marked as having no map
         kept_slot = {name: (split, row) for split, names in rows.items() for row, name in enumerate(names)}
-        _check_all_filled(source.reference_maps, kept_slot, _fill_maps(source.reference_maps, kept_slot, maps))
+        mapped = _fill_maps(source.reference_maps, kept_slot, maps)
+        unmapped = absent_by_split(rows, mapped)
+        counts = settle_absent(source.reference_maps, unmapped, selection.allow_missing,
+                               'their maps read "no class" everywhere')  # fmt: skip
+        if selection.allow_missing:
+            _mark_unmapped(maps, {split: [kept_slot[name][1] for name in names] for split, names in unmapped.items()})
+            summary["reference_maps_absent"] = counts
     statistics.write_csv(tmp / ENCODED_FILES["training_band_statistics"])
     if source.band_statistics is None:
         statistics.band_statistics().write_csv(tmp / ENCODED_FILES["band_statistics"])
@@ -146,6 +181,23 @@ def encode_pass(source: Source, labeller: Labeller, tmp: Path, outdir: Path) -> 
     }
     (tmp / ENCODED_FILES["meta"]).write_text(json.dumps(meta, indent=2) + "\n")
     return table, summary, meta
+
+
+def _sizes(table: pd.DataFrame) -> dict[str, int]:
+    return {split: int((table["split"] == split).sum()) for split in SPLITS}
+
+
+def _mark_unmapped(arrays: dict[str, dict[str, np.memmap]], rows: dict[str, list[int]]) -> None:
+    """Write "no class" (255) over the maps of ``rows`` (per split), the patches whose map is absent."""
+    empty = np.full((MAP_SIZE, MAP_SIZE), NO_CLASS, np.uint8)
+    for split, indices in rows.items():
+        if indices:
+            writer = _RowWriter(arrays[split][REFERENCE_MAPS])
+            try:
+                for row in indices:
+                    writer.write(row, empty)
+            finally:
+                writer.close()
 
 
 def _shape(part: str, rows: int) -> tuple[np.dtype, tuple[int, ...]]:
@@ -239,10 +291,14 @@ def _fill(
     labeller: Labeller,
     slot: dict[str, tuple[str, int]],
     arrays: dict[str, dict[str, np.memmap]],
-    statistics: BandAccumulator,
-) -> set[str]:
-    """Stream the archive past ``labeller``; decode each kept patch into its row and count the training ones."""
+    statistics: BandAccumulator | None,
+) -> tuple[set[str], set[str], int]:
+    """Stream the archive past ``labeller``; decode each kept patch into its row and count the training ones (unless
+    ``statistics`` is None). Returns the patches written, the candidates (keys of ``slot``) the archive held and
+    how many patches it held."""
     filled: set[str] = set()
+    seen: set[str] = set()
+    streamed = 0
     with ExitStack() as stack, tqdm(total=len(slot), desc="encode", unit=" patches", mininterval=2) as progress:
         writers = {
             split: {g.name: _RowWriter(split_arrays[g.name]) for g in BAND_GROUPS}
@@ -256,18 +312,22 @@ def _fill(
             g.name: pixels[BAND_STARTS[g.bands[0]] :][: sum(BAND_PIXELS[b] for b in g.bands)] for g in BAND_GROUPS
         }
         for patch in source.iter_patches(wanted=set(slot)):
-            if not labeller.add(patch):
+            kept = labeller.add(patch)  # every patch goes past the labeller: v1.0's labels come from the stream
+            streamed += 1
+            if patch.name in slot:
+                seen.add(patch.name)
+            if not kept or patch.name not in slot:  # (a patch left out of a subset drawn before the pass)
                 continue
             split, row = slot[patch.name]
             for band in BANDS:
                 band_views[band][...] = decode_band(patch.bands[band], patch.name, band)
             for group in BAND_GROUPS:
                 writers[split][group.name].write(row, group_views[group.name])
-            if split == "train":
+            if split == "train" and statistics is not None:
                 statistics.add(pixels)
             filled.add(patch.name)
             progress.update()
-    return filled
+    return filled, seen, streamed
 
 
 def _fill_maps(path: Path, slot: dict[str, tuple[str, int]], arrays: dict[str, dict[str, np.memmap]]) -> set[str]:

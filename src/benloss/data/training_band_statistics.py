@@ -12,11 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benloss.data.encoded import open_encoded
 from benloss.errors import InputError
-from benloss.facts.bands import BAND_PIXELS, BAND_STARTS, BANDS, BandStatistics
+from benloss.facts.bands import BAND_GROUPS, BAND_PIXELS, BAND_STARTS, BANDS, BandStatistics
 
 COLUMNS = ("band", "mean", "std", "min", "max")
 _STARTS = np.array([BAND_STARTS[band] for band in BANDS])
+#: Patches read at a time when the statistics are taken from an encoded split (``split_statistics``).
+_BLOCK = 256
 
 
 class BandAccumulator:
@@ -65,3 +68,19 @@ class BandAccumulator:
             for band in BANDS:
                 mean, std = self.mean_std(band)
                 writer.writerow([band, repr(mean), repr(std), self.low.get(band, "nan"), self.high.get(band, "nan")])
+
+
+def split_statistics(folder: Path, split: str) -> BandAccumulator:
+    """The statistics of the rows of an encoded split, read back from its arrays in blocks of patches.
+
+    The band groups hold the bands in encoded order, so a patch's group rows back to back are what ``add`` takes;
+    the sums are exact integers, so the result equals accumulating the same patches while they were encoded.
+    """
+    arrays = open_encoded(folder, split)
+    accumulator = BandAccumulator()
+    for start in range(0, len(arrays["labels"]), _BLOCK):
+        groups = [arrays[g.name][start : start + _BLOCK] for g in BAND_GROUPS]
+        block = np.concatenate([group.reshape(len(group), -1) for group in groups], axis=1)
+        for pixels in block:
+            accumulator.add(pixels)
+    return accumulator

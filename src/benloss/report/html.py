@@ -22,8 +22,10 @@ from benloss.evaluation.metrics import CALIBRATION
 from benloss.evaluation.results import by_model
 from benloss.explanation.scores import ALL_CLASSES
 from benloss.facts.loss_catalog import LOSS_IDS, PAPER_LOSS_IDS, loss_info
+from benloss.facts.nomenclature import classes
 from benloss.facts.paper import CITATION, TEXT_VERSUS_MATHS
 from benloss.facts.paper import TABLE2_CRITERIA as PAPER_CRITERIA
+from benloss.facts.splits import SPLITS
 from benloss.layout import ENCODED_FILES
 from benloss.report.guidelines import ALPHA, RULES, TESTED, guidelines, paper_best
 from benloss.report.tables import PAPER_COUNTERPARTS, TABLE2_CRITERIA, agreement_summary, paper_table1
@@ -197,6 +199,39 @@ def _zbox_summary(bounds: pd.DataFrame) -> dict:
             "above_share": bounds["above_10000"].sum() / max(pixels, 1)}  # fmt: skip
 
 
+def _asked(size: float | int) -> str:
+    """A split's requested subset size in words: a fraction as a percentage, a count as patches."""
+    return f"{100 * size:g} %" if isinstance(size, float) else f"{size:,} patches"
+
+
+def selection_view(summary: dict) -> dict:
+    """The patches the archive lacked and the subset drawn (``labels/summary.json``), as the report shows them: per
+    split the patches listed, present and kept, and per class the subset's patches beside the full split's."""
+    subset = summary.get("subset")
+    absent = summary.get("listed_but_absent") or {}
+    unmapped = summary.get("reference_maps_absent") or {}
+    splits = []
+    for split in SPLITS:
+        kept = summary["kept"][split]
+        present = subset["splits"][split]["of"] if subset else kept
+        splits.append({"split": split, "listed": present + absent.get(split, 0), "present": present, "kept": kept,
+                       "asked": _asked(subset["splits"][split]["requested"]) if subset else None,
+                       "unmapped": unmapped.get(split, 0)})  # fmt: skip
+    per_class = []
+    for name in classes() if subset else ():
+        cells = [subset["splits"][split]["classes"][name] for split in SPLITS]
+        per_class.append({"name": name, "cells": cells})
+    return {
+        "missing": sum(absent.values()) > 0,
+        "unmapped": sum(unmapped.values()),
+        "subset": subset is not None,
+        "seed": subset["seed"] if subset else None,
+        "method": subset["method"] if subset else None,
+        "splits": splits,
+        "classes": per_class,
+    }
+
+
 def seed_spreads(long: pd.DataFrame) -> list[dict]:
     """Sample F1 per loss: seed mean ± std beside the test-image interval, and which spread dominates."""
     rows = long[(long["metric"] == "F1") & (long["seeds"] > 1)]
@@ -225,8 +260,12 @@ def context(inputs: ReportInputs) -> dict:
         checksum = md5(Path(inputs.archive))
     elif config["data"]["source"] == "bigearthnet-v2":
         checksum = config["data"]["v2"]["download"]["s2"]["md5"] + " (verified at download)"
+        if config["data"]["v2"]["s2"]:
+            checksum = "not checked: a local copy (data.v2.s2)"
     else:
         checksum = config["data"]["download"]["md5"] + " (verified at download)"
+        if config["data"]["archive"]:
+            checksum = "not checked: a local copy (data.archive)"
     runs = _run_records(inputs.runs)
     baselines = [json.loads(Path(path).read_text()) for path in sorted(map(str, inputs.baselines))]
     lrp = pd.read_csv(inputs.lrp_scores)
@@ -241,6 +280,7 @@ def context(inputs: ReportInputs) -> dict:
         "summary": summary,
         "checksum": checksum,
         "kept_total": sum(summary["kept"].values()),
+        "selection": selection_view(summary),
         "runs": runs,
         "baseline": baselines[0] if baselines else None,
         "table1": table1_comparison(table1_long),

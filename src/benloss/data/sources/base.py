@@ -60,6 +60,9 @@ class Labeller(Protocol):
     def candidates(self) -> dict[str, list[str]]:
         """Per split, in the label table's order, every patch the table may keep (known before the pass)."""
 
+    def known(self) -> pd.DataFrame | None:
+        """The label table where it is known before the pass (a subset can then be drawn first), else None."""
+
     def add(self, patch: RawPatch) -> bool:
         """Take the next patch of the stream; True if the label table keeps it."""
 
@@ -77,6 +80,9 @@ class KnownLabels:
 
     def candidates(self) -> dict[str, list[str]]:
         return {split: self.table.loc[self.table["split"] == split, "patch"].tolist() for split in SPLITS}
+
+    def known(self) -> pd.DataFrame:
+        return self.table
 
     def add(self, patch: RawPatch) -> bool:
         return patch.name in self.kept

@@ -77,6 +77,10 @@ class V1Labeller:
         kept = sorted(name for name in self.split_of if name not in self.excluded)
         return {split: [name for name in kept if self.split_of[name] == split] for split in SPLITS}
 
+    def known(self) -> None:
+        """None: a patch's labels are known once its metadata JSON has gone by."""
+        return None
+
     def add(self, patch: RawPatch) -> bool:
         if patch.name in self.seen:
             raise InputError(f"{self.archive}: patch {patch.name} appears twice")
