@@ -242,3 +242,16 @@ def test_report_sets_seed_spread_beside_the_test_interval_only_with_several_seed
     )  # fmt: skip
     assert seed_spreads(long) == [{"loss": "CEL", "mean": 60.0, "std": 2.0, "ci_low": 58.0, "ci_high": 62.0,
                                "test_se": 1.0, "dominant_spread": "seeds"}]  # fmt: skip
+
+
+def test_undefined_replicates_count_in_neither_tail_nor_the_interval():
+    differences = np.r_[np.full(1000, np.nan), np.linspace(-1.0, 3.0, 1000)]
+    defined = differences[~np.isnan(differences)]
+    assert bootstrap_p_value(differences) == pytest.approx(bootstrap_p_value(defined))
+    assert bootstrap_p_value(differences) > 0.1  # not the 2 / 2001 of counting the undefined ones as replicates
+    low, high = percentile_interval(differences)
+    assert (low, high) == pytest.approx(tuple(np.percentile(defined, [2.5, 97.5])))
+    assert np.isnan(bootstrap_p_value(np.full(10, np.nan))) and np.isnan(percentile_interval(np.full(10, np.nan))[0])
+    columns = np.stack([differences, np.full(2000, np.nan)], axis=1)  # one metric defined, one never
+    low, high = percentile_interval(columns)
+    assert low[0] == pytest.approx(np.percentile(defined, 2.5)) and np.isnan(low[1]) and np.isnan(high[1])

@@ -128,20 +128,26 @@ def bootstrap_metrics(
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval: the (1 − level)/2 and (1 + level)/2 quantiles of the replicates."""
-    low, high = np.percentile(replicates, [50 * (1 - level), 50 * (1 + level)], axis=axis)
-    return low, high
+    """Percentile interval: the (1 − level)/2 and (1 + level)/2 quantiles of the replicates where the metric is
+    defined (a replicate that draws no positive of any class leaves macro mAP undefined, NaN); NaN where none is."""
+    replicates = np.asarray(replicates, dtype=np.float64)
+    undefined = np.isnan(replicates).all(axis=axis, keepdims=True)
+    low, high = np.nanpercentile(np.where(undefined, 0.0, replicates), [50 * (1 - level), 50 * (1 + level)], axis=axis)
+    undefined = undefined.squeeze(axis)
+    return np.where(undefined, np.nan, low), np.where(undefined, np.nan, high)
 
 
 def bootstrap_p_value(differences: np.ndarray, axis: int = 0) -> np.ndarray:
     """Two-sided p-value of "no difference": twice the smaller tail share of replicates at or beyond 0.
 
-    Each tail counts the observed sample as one more replicate, (k + 1) / (B + 1), so p is never 0.
+    Each tail counts the observed sample as one more replicate, (k + 1) / (B + 1), so p is never 0. Replicates where
+    the difference is undefined (NaN) count in neither tail nor in B; with none defined, p is NaN.
     """
-    n = differences.shape[axis]
+    defined = ~np.isnan(differences)
+    n = defined.sum(axis)  # replicates where the metric is defined for both losses
     below = ((differences <= 0).sum(axis) + 1) / (n + 1)
     above = ((differences >= 0).sum(axis) + 1) / (n + 1)
-    return np.minimum(1.0, 2 * np.minimum(below, above))
+    return np.where(n > 0, np.minimum(1.0, 2 * np.minimum(below, above)), np.nan)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

@@ -26,7 +26,8 @@ class LossInfo:
     #: A loss unchanged when a constant is added to all of an image's scores never learns that offset, so its
     #: thresholds are calibrated on a shift-free score, named here (``None``: raw scores, per class).
     shift_free_score: str | None = None
-    #: Whether σ(z) estimates P(y = 1 | x), so that its calibration (ECE, Brier score) is meaningful.
+    #: Whether the loss is built on σ(z) as a probability, so that σ(z)'s calibration (ECE, Brier score) is reported;
+    #: only CEL's optimum is σ(z) = P(y = 1 | x) exactly (W-CEL's is shifted by log w_c, HAL's pushed to 0 or 1).
     sigmoid_probability: bool = False
     #: The loss's own decision rule, as the report states it.
     decision_rule: str = "σ(z) ≥ 0.5"

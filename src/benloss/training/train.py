@@ -269,7 +269,10 @@ class Trainer:
         metrics.update(self.loss.predict(all_scores), all_labels)
         host_labels = all_labels.cpu().numpy()
         ranking = self.loss.ranking_scores(all_scores).double().cpu().numpy()
-        summary = metrics.compute() | {"map_macro": ranking_summary(ranking, host_labels)["map_macro"]}
+        # Scores that overflowed leave the ranking undefined; the training loss's own check stops such a run.
+        defined = bool(np.isfinite(ranking).all())
+        map_macro = ranking_summary(ranking, host_labels)["map_macro"] if defined else float("nan")
+        summary = metrics.compute() | {"map_macro": map_macro}
         total = float(torch.stack(losses).sum())
         return total / self.val_split.n_images, summary, all_scores.cpu().numpy()
 
