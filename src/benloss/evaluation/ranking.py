@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from benloss.errors import InputError
+from benloss.evaluation.bootstrap import CHUNK
 
 #: Columns of ``ranking_from_weights`` and keys of ``ranking_summary``.
 RANKING_METRICS: tuple[str, ...] = ("map_macro", "map_micro", "auroc_macro")
 #: Equal-width probability bins over [0, 1] of the reliability table and the expected calibration error.
 PROBABILITY_BINS = 15
-CHUNK = 64
 
 
 @dataclass(frozen=True)
