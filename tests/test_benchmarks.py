@@ -145,7 +145,19 @@ def test_statistics_benchmark_smoke():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = module.main(["--quick"])
-    assert result["images"] == 500 and result["models"] == 3 and result["replicates"] == 50 and result["seconds"] > 0
+    assert result["images"] == 630 and result["losses"] == result["seeds"] == 2 and result["replicates"] == 50
+    assert 1 < result["blocks"] < 630 and result["total_seconds"] > 0
+
+
+def test_block_size_benchmark_smoke():
+    spec = importlib.util.spec_from_file_location("block_size", ROOT / "benchmarks" / "block_size.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main(["--quick"])
+    for archive in ("v2.0", "v1.0"):
+        frame = results[archive]
+        assert frame.loc[1, "median_patches"] == 1 and (frame.loc[1, frame.columns[2:]] == 1).all()
+        assert frame.loc[91, "blocks"] < frame.loc[8, "blocks"] < frame.loc[1, "blocks"]  # scenes, squares, patches
 
 
 def test_fair_verdict_compares_two_studies_loss_by_loss(tiny_run, tmp_path):

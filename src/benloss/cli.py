@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benloss.errors import BenlossError
+from benloss.facts.patch_names import GRID_SIDE
 from benloss.facts.splits import SPLITS
 
 log = logging.getLogger("benloss")
@@ -116,7 +117,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
     from benloss.evaluation.comparison import write_bootstrap
 
     write_bootstrap(args.metrics, args.test_scores, args.runs, args.encoded, args.class_counts, args.out,
-                    n_boot=args.bootstrap, seed=args.seed)  # fmt: skip
+                    n_boot=args.bootstrap, seed=args.seed, block=args.block)  # fmt: skip
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
@@ -232,8 +233,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (test labels)")
     p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (picks the rare classes)")
     p.add_argument("--out", type=Path, required=True, help="output folder (intervals.csv, pairwise.csv)")
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test images")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test set")
     p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
+    p.add_argument("--block", type=int, default=GRID_SIDE,
+                   help="side of the resampled blocks in patch positions of an acquisition (1: per patch)")  # fmt: skip
     p.set_defaults(func=cmd_bootstrap)
 
     p = steps.add_parser("tables", help="Table 1, Table 2 and the per-class table")

@@ -53,7 +53,8 @@ EVALUATION_FILES = {
     "reliability": "reliability.csv",  # reliability bins of σ(z) (header only where σ(z) is no probability)
 }
 #: The bootstrap's tables (under ``tables/``).
-BOOTSTRAP_FILES = {"intervals": "intervals.csv", "pairwise": "pairwise.csv"}
+BOOTSTRAP_FILES = {"intervals": "intervals.csv", "pairwise": "pairwise.csv",
+                   "per_class_intervals": "per_class_intervals.csv"}  # fmt: skip
 #: The report stage's tables (under ``tables/``).
 TABLE_FILES = {
     "table1": "table1.csv",

@@ -277,7 +277,8 @@ def test_demo_v2_labels_are_the_classes_of_its_reference_maps(demo_v2):
 def test_training_statistics_are_exact_and_normalise_v2(demo_v2):
     encoded = demo_v2 / "encoded"
     statistics = pd.read_csv(encoded / "training_band_statistics.csv")
-    assert list(statistics.columns) == ["band", "mean", "std", "min", "max"] and list(statistics["band"]) == list(BANDS)
+    assert list(statistics.columns)[:5] == ["band", "mean", "std", "min", "max"]  # then the percentiles (test_encode)
+    assert list(statistics["band"]) == list(BANDS)
     arrays = open_encoded(encoded, "train")
     rows = statistics.set_index("band")
     for group in BAND_GROUPS:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import shutil
 import tarfile
 import tracemalloc
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,8 @@ from benloss.data.prepare import prepare
 from benloss.data.sources import open_source
 from benloss.data.streams import READ_AHEAD_BLOCK, READ_AHEAD_BLOCKS, open_decompressed
 from benloss.data.synth import SynthConfig, make_demo_archive, read_masks
-from benloss.facts.bands import BAND_GROUPS, BANDS, read_band_statistics
+from benloss.data.training_band_statistics import BandAccumulator
+from benloss.facts.bands import BAND_GROUPS, BAND_PIXELS, BAND_STARTS, BANDS, PATCH_PIXELS, read_band_statistics
 from benloss.facts.nomenclature import classes, to_bigearthnet19
 from benloss.facts.splits import SPLITS, read_list, write_list
 
@@ -145,11 +148,13 @@ def test_listed_patch_absent_from_archive_is_counted(demo, tmp_path, caplog):
 
 
 def test_missing_band_names_the_patch(demo, tmp_path):
+    patch = read_list(demo_lists(demo)["train"])[0]
+
     def change(name, data):
-        return None if name.endswith("_B05.tif") and "_0_1/" in name else data
+        return None if name.endswith("_B05.tif") and f"/{patch}/" in name else data
 
     rewrite_archive(demo / "BigEarthNet-demo.tar.gz", tmp_path / "bad.tar.gz", change)
-    with pytest.raises(ArchiveError, match=r"_0_1 lacks B05"):
+    with pytest.raises(ArchiveError, match=f"{patch} lacks B05"):
         list(iter_patches(tmp_path / "bad.tar.gz", read_bands=False))
 
 
@@ -304,3 +309,42 @@ def test_official_statistics_are_shipped():
     assert statistics.mean["B02"] == pytest.approx(429.943, abs=1e-3)
     assert statistics.std["B04"] == pytest.approx(675.887, abs=1e-3)
     assert statistics.mean["B08"] == pytest.approx(2218.946, abs=1e-3)
+
+
+# -- the training split's band statistics ------------------------------------------------------------
+
+
+def sorted_percentile(values: np.ndarray, q: float) -> float:
+    """The q-th percentile by its definition (Hyndman & Fan's type 1, numpy's ``inverted_cdf``): the k-th smallest
+    value, k = ceil(q n / 100) in exact arithmetic (numpy's floats round 99.9 / 100 · 60,000 up to 59,941)."""
+    k = max(1, math.ceil(Fraction(str(q)) * len(values) / 100))
+    return float(np.sort(values)[k - 1])
+
+
+def test_training_statistics_hold_each_bands_percentile_bounds(demo_encoded):
+    statistics = pd.read_csv(demo_encoded / "training_band_statistics.csv").set_index("band")
+    assert list(statistics.columns) == ["mean", "std", "min", "max", "p0.1", "p99.9"]
+    arrays = open_encoded(demo_encoded, "train")
+    for group in BAND_GROUPS:
+        for channel, band in enumerate(group.bands):
+            values = np.asarray(arrays[group.name][:, channel]).ravel()
+            low, high = sorted_percentile(values, 0.1), sorted_percentile(values, 99.9)
+            assert (statistics.loc[band, "p0.1"], statistics.loc[band, "p99.9"]) == (low, high)
+            assert values.min() <= low <= high <= values.max()
+
+
+@pytest.mark.parametrize("q", [0.1, 50, 99.9, 100])
+def test_percentiles_are_exact_across_histogram_blocks(q):
+    rng = np.random.default_rng(7)
+    patches = [rng.integers(0, 65536, PATCH_PIXELS, dtype=np.uint16) for _ in range(150)]  # over many blocks
+    patches[3][:10] = 65535  # the largest value a band can hold is counted too
+    accumulator = BandAccumulator()
+    for pixels in patches:
+        accumulator.add(pixels)
+        pixels[:] = 0  # the encoder reuses its buffer: what was added must not change
+    rng = np.random.default_rng(7)
+    originals = [rng.integers(0, 65536, PATCH_PIXELS, dtype=np.uint16) for _ in range(150)]
+    originals[3][:10] = 65535
+    for band in BANDS:
+        values = np.concatenate([p[BAND_STARTS[band] :][: BAND_PIXELS[band]] for p in originals])
+        assert accumulator.percentile(band, q) == sorted_percentile(values, q)

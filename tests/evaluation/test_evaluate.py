@@ -39,14 +39,15 @@ def test_evaluate_constant_model_against_sklearn(demo_encoded, tmp_path):
     result = evaluate(tmp_path / "model.pt", tmp_path / "val_scores.npy", demo_encoded, tmp_path / "out")
     test_labels = np.load(demo_encoded / "test_labels.npy").astype(bool)
     predictions = np.broadcast_to(bias >= 0, test_labels.shape)
-    for average in ("samples", "micro", "macro"):
-        expected = skm.f1_score(test_labels, predictions, average=average, zero_division=0)
+    for average, zero_division in (("samples", 0), ("micro", 0), ("macro", np.nan)):
+        expected = skm.f1_score(test_labels, predictions, average=average, zero_division=zero_division)
         assert result["own_rule"][f"f1_{average}"] == pytest.approx(expected)
     scores = np.load(tmp_path / "out" / "test_scores.npy")
     np.testing.assert_allclose(scores, np.broadcast_to(bias, scores.shape), atol=1e-6)
     per_class = pd.read_csv(tmp_path / "out" / "per_class.csv", index_col="class")
     assert list(per_class.index) == list(classes())
-    np.testing.assert_allclose(per_class["f1"], skm.f1_score(test_labels, predictions, average=None, zero_division=0))
+    expected = skm.f1_score(test_labels, predictions, average=None, zero_division=np.nan)
+    np.testing.assert_allclose(per_class["f1"], expected)
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["test_images"] == len(test_labels)
 
 
@@ -97,7 +98,7 @@ def test_calibrated_metrics_and_ranking_metrics_against_sklearn():
     assert metrics["calibrated"]["f1_samples"] == pytest.approx(expected)
     per_class_predicted = shift_free >= thresholds["per_class"]
     assert metrics["calibrated_per_class"]["f1_macro"] == pytest.approx(
-        skm.f1_score(test_labels, per_class_predicted, average="macro", zero_division=0)
+        skm.f1_score(test_labels, per_class_predicted, average="macro", zero_division=np.nan)
     )
     own = shift_free >= rule.own_rule["threshold"]
     assert metrics["own_rule"]["f1_samples"] == pytest.approx(

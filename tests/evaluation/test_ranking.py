@@ -19,6 +19,7 @@ from benloss.evaluation.ranking import (
     brier_score,
     expected_calibration_error,
     micro_pr_curve,
+    ranking_from_block_counts,
     ranking_from_weights,
     ranking_summary,
     reliability_table,
@@ -99,6 +100,30 @@ def test_weights_without_positives_give_nan_for_the_class():
         ranking_from_weights(scores, labels, [[1, -1, 1]])
     with pytest.raises(InputError, match="weights"):
         ranking_from_weights(scores, labels, [[1, 1]])
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.filterwarnings("error")
+def test_block_counts_equal_repeated_rows_of_the_drawn_blocks(ties):
+    """The per-block tallies give the metrics of the data with each block's rows repeated as drawn
+    (``ranking_summary``, checked against scikit-learn above), including classes a replicate leaves without
+    positives or negatives, and a replicate of no image."""
+    scores, labels = random_case(4, n=90, ties=ties)
+    labels[:, 2] = False
+    labels[[7, 50], 2] = True  # two positives: some replicates draw neither
+    rng = np.random.default_rng(5)
+    blocks = rng.permutation(np.arange(90) % 13)
+    counts = rng.integers(0, 3, size=(12, 13)).astype(float)
+    counts[-1] = 0
+    found = ranking_from_block_counts(scores, labels, blocks, counts, chunk=5)
+    for b, drawn in enumerate(counts[:-1]):
+        w = drawn[blocks].astype(int)
+        expected = ranking_summary(np.repeat(scores, w, 0), np.repeat(labels, w, 0))
+        np.testing.assert_allclose(found[b], list(expected.values()), rtol=2e-6)
+    assert np.isnan(found[-1]).all()
+    np.testing.assert_allclose(found, ranking_from_weights(scores, labels, counts[:, blocks]), rtol=2e-6)
+    with pytest.raises(InputError, match="block counts"):
+        ranking_from_block_counts(scores, labels, blocks, counts[:, :5])
 
 
 def test_bad_shapes():

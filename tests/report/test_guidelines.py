@@ -28,8 +28,9 @@ def table1() -> pd.DataFrame:
     )
 
 
-def pairwise(p_holm: dict[tuple[str, str], float]) -> pd.DataFrame:
-    """Every pair for each tested metric, differences from Table 2; Holm p from ``p_holm`` (default 0.001)."""
+def pairwise(p_holm: dict[tuple[str, str], float], seeds: int = 3) -> pd.DataFrame:
+    """Every pair for each tested metric, differences from Table 2; Holm p from ``p_holm`` (default 0.001), and
+    ``seeds`` seeds per loss."""
     t2, rows = table2(), []
     tested = (("F1 samples", "test_f1"), ("F1 rarest third", "rare_f1"), ("F1 macro", "macro_f1"),
               ("mAP macro", "test_map"))  # fmt: skip
@@ -40,7 +41,7 @@ def pairwise(p_holm: dict[tuple[str, str], float]) -> pd.DataFrame:
                 p = p_holm.get((metric, a, b), 0.001)
                 interval = {"ci_low": difference - 1, "ci_high": difference + 1}
                 rows.append({"metric": metric, "loss_a": a, "loss_b": b, "difference": difference, **interval,
-                             "p_value": p / 2, "p_holm": p})  # fmt: skip
+                             "seeds": seeds, "p_value": p / 2, "p_holm": p})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -93,3 +94,19 @@ def test_without_the_bootstrap_no_test_metric_claims_significance():
 
 def test_names_join_with_and():
     assert names(["A"]) == "A" and names(["A", "B"]) == "A and B" and names(["A", "B", "C"]) == "A, B and C"
+
+
+def test_with_fewer_than_three_seeds_no_loss_is_named_and_the_comparison_is_between_models():
+    one = guidelines(table2(), table1(), pairwise({}, seeds=1))[0]
+    assert one == (
+        "Highest overall accuracy: no claim about losses can be made from 1 seed per loss (at least 3 are needed "
+        "to know how far seeds of one loss spread); between the trained models, SML (test F1 70.0 %), ahead of the "
+        "runner-up HL by 2.0 points (95 % interval +1.0 to +3.0, Holm p = 0.001)."
+    )
+    tied = guidelines(table2(), table1(), pairwise({("F1 samples", "HL", "SML"): 0.2}, seeds=2))[0]
+    assert tied.startswith("Highest overall accuracy: no claim about losses can be made from 2 seeds per loss")
+    assert "; between the seed means, with a seed spread from two, SML and HL" in tied
+    assert tied.endswith(
+        "SML and HL are tied within noise, as seed means (best SML, test F1 70.0 %; Holm p ≥ 0.05 against it)."
+    )
+    assert "no claim" not in guidelines(table2(), table1(), pairwise({}, seeds=3))[0]

@@ -39,7 +39,7 @@ def test_table1_means_and_stds(tmp_path):
 def test_table1_takes_the_bootstrap_intervals_of_each_row(tmp_path):
     write_fake_run(tmp_path)
     rows = [{"rule": rule, "loss": info.abbreviation, "metric": metric, "estimate": 0.0, "ci_low": 10.0 * i + k,
-             "ci_high": 10.0 * i + k + 5, "test_se": 1.5, "seed_std": 0.7, "seeds": 2, "dominant_spread": "test images"}
+             "ci_high": 10.0 * i + k + 5, "test_se": 1.5, "seed_std": 0.7, "seeds": 2, "dominant_spread": "test set"}
             for i, info in enumerate(map(loss_info, PAPER_LOSS_IDS)) for rule in ("own", "calibrated")
             for k, metric in enumerate(("precision_samples", "f1_samples", "f1_micro", "precision_macro"))
             ]  # fmt: skip
@@ -50,8 +50,13 @@ def test_table1_takes_the_bootstrap_intervals_of_each_row(tmp_path):
     sml = long[long["loss"] == "SML"].set_index("metric")
     assert sml.loc["P", "ci_low"] == 60 and sml.loc["F1", "ci_high"] == 66 and sml.loc["F1 micro", "ci_low"] == 62
     assert sml.loc["P macro", "ci_low"] == 63 and sml.loc[CALIBRATED_F1, "ci_low"] == 61
-    assert np.isnan(sml.loc["R micro", "ci_low"]) and sml.loc["F1", "dominant_spread"] == "test images"
-    assert "60.5 ± 0.7 [61.0, 66.0]" in (tmp_path / "out" / "table1.md").read_text()
+    assert np.isnan(sml.loc["R micro", "ci_low"]) and sml.loc["F1", "dominant_spread"] == "test set"
+    text = (tmp_path / "out" / "table1.md").read_text()
+    assert "60.5 ± 0.7 [61.0, 66.0]" in text
+    f1_row = next(line for line in text.splitlines() if line.startswith("| F1 |"))
+    assert f1_row.endswith("| test set (7 of 7 losses) |")  # the larger spread, per metric
+    r_micro = next(line for line in text.splitlines() if line.startswith("| R micro |"))
+    assert r_micro.endswith("| — |")  # no interval given, so no spread known
 
 
 def test_table2_numbers_and_marks(tmp_path):

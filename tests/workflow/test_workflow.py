@@ -67,7 +67,18 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
 def test_pairwise_table_compares_every_pair_of_the_runs_losses(tiny_run):
     pairwise = pd.read_csv(tiny_run / "tables" / "pairwise.csv")
     n = len(LOSS_IDS)
-    columns = ["metric", "loss_a", "loss_b", "difference", "ci_low", "ci_high", "p_value", "p_holm"]
+    columns = [
+        "metric",
+        "loss_a",
+        "loss_b",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "seed_std",
+        "seeds",
+        "p_value",
+        "p_holm",
+    ]
     assert list(pairwise.columns) == columns
     assert (pairwise.groupby("metric").size() == n * (n - 1) // 2).all()
     table1 = pd.read_csv(tiny_run / "tables" / "table1.csv").set_index(["metric", "loss"])["mean"]
@@ -85,7 +96,8 @@ def test_paper_config_shows_the_full_plan_without_any_file():
     result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet.yaml"), "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout + result.stderr
-    for rule, count in (("download", 1), ("prepare", 1), ("train", 7), ("evaluate", 7),
+    # seven losses × three seeds
+    for rule, count in (("download", 1), ("prepare", 1), ("train", 21), ("evaluate", 21),
                         ("explain", 1), ("report", 1)):  # fmt: skip
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
 
@@ -94,7 +106,7 @@ def test_train_jobs_get_weight_decay_and_wcel_weighting():
     result = snakemake("-n", "-p", "--configfile", str(ROOT / "config" / "bigearthnet.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     commands = [line for line in result.stdout.splitlines() if "benloss train" in line]
-    assert len(commands) == 7 and all('"weight_decay": 0,' in line for line in commands)
+    assert len(commands) == 21 and all('"weight_decay": 0,' in line for line in commands)
     wcel = """--loss-params '{"weighting": "positive", "weights": "negatives_over_positives"}'"""
     assert any("--loss wcel" in line and wcel in line for line in commands)
 
@@ -103,7 +115,7 @@ def test_v2_config_shows_the_full_plan_without_any_file():
     result = snakemake("-n", "--configfile", str(ROOT / "config" / "bigearthnet_v2.yaml"), "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout + result.stderr
-    for rule, count in (("download", 4), ("prepare", 1), ("train", 7), ("report", 1)):
+    for rule, count in (("download", 4), ("prepare", 1), ("train", 21), ("report", 1)):
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
 
 
@@ -155,11 +167,11 @@ def test_extended_config_is_the_paper_config_with_all_nine_losses(name):
     assert extended["training"].pop("losses") == list(LOSS_IDS)
     assert paper["training"].pop("losses") == list(PAPER_LOSS_IDS)
     assert extended["loss_params"].pop("asl") == asl
-    assert extended == paper  # same run folder and settings: the seven trained models are reused
+    assert extended == paper  # same run folder and settings: the seven losses' trained models are reused
     result = snakemake("-n", "--configfile", str(base), str(overlay), "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (result.stdout + result.stderr).splitlines()
-    assert any(line.split() == ["train", "9"] for line in lines), lines[-40:]
+    assert any(line.split() == ["train", "27"] for line in lines), lines[-40:]  # nine losses × three seeds
 
 
 def test_paper_config_has_the_papers_settings():

@@ -37,6 +37,12 @@ rule bootstrap:
             category="3. Results",
             subcategory="Significance",
         ),
+        per_class_intervals=report(
+            bootstrap_file("per_class_intervals"),
+            caption="../report/per_class_intervals.rst",
+            category="3. Results",
+            subcategory="Per class",
+        ),
     log:
         f"{RESULTS}/logs/bootstrap.log",
     conda:
@@ -46,6 +52,7 @@ rule bootstrap:
         outdir=output_folder,
         resamples=config["statistics"]["bootstrap"],
         seed=config["statistics"]["seed"],
+        block=config["statistics"]["block"],
     shell:
         "benloss bootstrap {params.inputs} --out {params.outdir} --bootstrap {params.resamples}"
-        " --seed {params.seed} > {log} 2>&1"
+        " --seed {params.seed} --block {params.block} > {log} 2>&1"

@@ -9,7 +9,8 @@ Layout of the output folder (described again in its ``meta.json``)::
     <split>_reference_maps.npy     (N, 120, 120)    uint8    class index per pixel, 255 = no class
                                                              (only for sources with reference maps)
     <split>_patches.txt            N patch names, row order of the arrays
-    training_band_statistics.csv   band, mean, std, min, max of the training split (exact)
+    training_band_statistics.csv   band, mean, std, min, max, 0.1st and 99.9th percentile of the training
+                                   split (exact; the percentiles are LRP's input bounds)
     band_statistics.csv            the per-band mean/std the trainer normalises with: the source's
                                    file (v1.0, demo in v1.0 layout) or the training split's (v2.0)
 

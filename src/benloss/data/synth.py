@@ -2,7 +2,10 @@
 
 Every original (CORINE) label of a patch paints one region of the patch with a spectral signature of its
 own across the twelve bands, plus texture and noise, so a CNN can learn the labels and an explanation
-can be checked against where each class really is. The region maps stay beside the archive
+can be checked against where each class really is. Patches are cut from a few synthetic acquisitions (scenes),
+named by their scene and grid position as the real ones are, and neighbours within a scene share land cover
+(smooth label preferences over the grid) and illumination, so that test patches are spatially correlated as
+BigEarthNet's are. The region maps stay beside the archive
 (``masks.npz``), never inside it, and become a reference-map archive like BigEarthNet v2.0's. The demo
 comes in v1.0 layout or, converted by ``benloss.data.sources.demo``, in v2.0 layout.
 """
@@ -68,6 +71,48 @@ class SynthConfig:
     dropped_only_fraction: float = 0.02
     split_fractions: tuple[float, float, float] = (0.52, 0.24, 0.24)
     format: str = "v1"
+    scenes: int = 20
+
+
+#: Strength of a scene's land-cover preference: a label's weight at a position is multiplied by exp(β · field).
+PREFERENCE_STRENGTH = 2.0
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One synthetic Sentinel-2 acquisition: its time, projection, illumination and land-cover preferences."""
+
+    satellite: str
+    when: datetime
+    clock: str  # the time in the name (some hours lose their leading zero, as in the real archive)
+    epsg: int
+    origin: tuple[float, float]  # upper-left corner of grid position (0, 0), metres
+    illumination: float
+    offset: tuple[int, int]  # grid position of the window's first cell
+    preference: np.ndarray  # (43, side, side) smooth fields over the window's grid positions
+    cells: list[tuple[int, int]]  # free grid positions, in the order patches take them
+
+    def name(self, i: int, j: int) -> str:
+        return f"{self.satellite}_MSIL2A_{self.when:%Y%m%d}T{self.clock}_{i}_{j}"
+
+    def label_weights(self, weights: np.ndarray, i: int, j: int) -> np.ndarray:
+        """The archive-wide label weights (43,) at grid position (i, j), scaled by the scene's preferences."""
+        return weights * np.exp(PREFERENCE_STRENGTH * self.preference[:, i - self.offset[0], j - self.offset[1]])
+
+
+def make_scene(rng: np.random.Generator, side: int) -> Scene:
+    """A scene whose patches lie on a ``side`` × ``side`` window of grid positions 0 to 89."""
+    when = datetime(2017, 6, 1) + timedelta(
+        days=int(rng.integers(0, 365)), seconds=int(rng.integers(8 * 3600, 12 * 3600))
+    )
+    clock = f"{when.hour}{when:%M%S}" if when.hour < 10 and rng.random() < 0.5 else f"{when:%H%M%S}"
+    satellite = "S2A" if rng.random() < 0.5 else "S2B"
+    offset = (int(rng.integers(0, 90 - side + 1)), int(rng.integers(0, 90 - side + 1)))
+    cells = [(offset[0] + c // side, offset[1] + c % side) for c in rng.permutation(side * side).tolist()]
+    origin = (float(rng.integers(300, 600) * PATCH_SIZE_M), float(rng.integers(4200, 6000) * PATCH_SIZE_M))
+    fields = _smooth_fields(rng, len(original_labels()), side, max(2, side // 4))
+    illumination = float(rng.uniform(0.85, 1.15))
+    return Scene(satellite, when, clock, _utm_epsg(rng), origin, illumination, offset, fields, cells)
 
 
 def label_weights() -> np.ndarray:
@@ -133,13 +178,15 @@ def paint_regions(rng: np.random.Generator, n_labels: int, size: int = 120, min_
     return regions.astype(np.uint8)
 
 
-def render_patch(rng: np.random.Generator, region_labels: np.ndarray, spectra: np.ndarray) -> dict[str, np.ndarray]:
+def render_patch(
+    rng: np.random.Generator, region_labels: np.ndarray, spectra: np.ndarray, scene_illumination: float = 1.0
+) -> dict[str, np.ndarray]:
     """Render twelve uint16 bands from a 10 m map of original label indices.
 
-    Each band is its labels' reflectance times a smooth texture and the illumination, averaged down to the
-    band's resolution, with 3 % multiplicative and 15-unit additive Gaussian noise.
+    Each band is its labels' reflectance times a smooth texture and the illumination (the scene's, within 5 %),
+    averaged down to the band's resolution, with 3 % multiplicative and 15-unit additive Gaussian noise.
     """
-    illumination = rng.uniform(0.95, 1.05)
+    illumination = scene_illumination * rng.uniform(0.95, 1.05)
     texture = 1 + 0.05 * _smooth_field(rng, 120, 15)
     signal = spectra.T[:, region_labels] * texture * illumination
     # One draw, band by band: each band's multiplicative then its additive noise (as two calls would give).
@@ -159,16 +206,6 @@ def render_patch(rng: np.random.Generator, region_labels: np.ndarray, spectra: n
     return bands
 
 
-def patch_name(rng: np.random.Generator, index: int) -> tuple[str, datetime]:
-    """A BigEarthNet-style name; some hours lose their leading zero, as in the real archive."""
-    when = datetime(2017, 6, 1) + timedelta(
-        days=int(rng.integers(0, 365)), seconds=int(rng.integers(8 * 3600, 12 * 3600))
-    )
-    clock = f"{when.hour}{when:%M%S}" if when.hour < 10 and rng.random() < 0.5 else f"{when:%H%M%S}"
-    satellite = "S2A" if rng.random() < 0.5 else "S2B"
-    return f"{satellite}_MSIL2A_{when:%Y%m%d}T{clock}_{index // 100}_{index % 100}", when
-
-
 def _utm_epsg(rng: np.random.Generator) -> int:
     return 32600 + int(rng.integers(29, 36))
 
@@ -182,6 +219,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
 
 
 def _sample_labels(rng: np.random.Generator, config: SynthConfig, weights: np.ndarray) -> list[int]:
+    """One to four original labels drawn by ``weights`` (or, rarely, only labels that BigEarthNet-19 drops)."""
     names = original_labels()
     dropped = [i for i, name in enumerate(names) if conversion()[name] is None]
     kept = np.array([i for i in range(len(names)) if i not in dropped])
@@ -203,6 +241,10 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
     """
     outdir = Path(outdir)
     rng = np.random.default_rng(config.seed)
+    # at least twice the cells the patches need, in windows of at most 90 × 90 positions
+    n_scenes = max(config.scenes, int(np.ceil(2 * config.patches / 90**2)))
+    side = min(90, int(np.ceil(np.sqrt(2 * config.patches / n_scenes))))
+    scenes = [make_scene(rng, side) for _ in range(n_scenes)]
     spectra = signatures()
     weights = label_weights()
     names_43 = original_labels()
@@ -214,12 +256,16 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
     with atomic_outputs(outdir) as (tmp,):
         (tmp / "lists").mkdir(parents=True)
         with create_gzip(tmp / DEMO_V1_ARCHIVE) as packed, tarfile.open(fileobj=packed, mode="w") as tar:
-            for index in tqdm(range(config.patches), desc="synth", unit=" patches", mininterval=2):
-                name, when = patch_name(rng, index)
-                label_ids = _sample_labels(rng, config, weights)
+            for _ in tqdm(range(config.patches), desc="synth", unit=" patches", mininterval=2):
+                scene = scenes[int(rng.integers(len(scenes)))]
+                if not scene.cells:
+                    scene = next(other for other in scenes if other.cells)
+                i, j = scene.cells.pop()
+                name = scene.name(i, j)
+                label_ids = _sample_labels(rng, config, scene.label_weights(weights, i, j))
                 regions = paint_regions(rng, len(label_ids))
                 region_labels = np.asarray(label_ids)[regions]
-                bands = render_patch(rng, region_labels, spectra)
+                bands = render_patch(rng, region_labels, spectra, scene.illumination)
                 destiny = rng.random()
                 if destiny < config.snow_fraction:
                     for band in bands.values():
@@ -241,7 +287,7 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
                             squares[b] += (values**2).sum()
                             pixels[b] += values.size
                 masks[name] = region_labels.astype(np.uint8)
-                _write_patch(tar, name, when, label_ids, bands, rng)
+                _write_patch(tar, name, scene, (i, j), label_ids, bands)
         mean = sums / np.maximum(pixels, 1)
         std = np.sqrt(np.maximum(squares / np.maximum(pixels, 1) - mean**2, 1.0))
         BandStatistics(
@@ -257,11 +303,12 @@ def make_demo_archive(outdir: Path, config: SynthConfig) -> dict:
 
 
 def _write_patch(
-    tar: tarfile.TarFile, name: str, when: datetime, label_ids: list[int], bands: dict[str, np.ndarray], rng
-) -> None:
-    epsg = _utm_epsg(rng)
-    ulx = float(rng.integers(300, 700) * PATCH_SIZE_M)
-    uly = float(rng.integers(4000, 6000) * PATCH_SIZE_M)
+    tar: tarfile.TarFile, name: str, scene: Scene, position: tuple[int, int], label_ids: list[int],
+    bands: dict[str, np.ndarray],
+) -> None:  # fmt: skip
+    when, epsg = scene.when, scene.epsg
+    ulx = scene.origin[0] + position[1] * PATCH_SIZE_M
+    uly = scene.origin[1] - position[0] * PATCH_SIZE_M
     folder = f"{ARCHIVE_ROOT}/{name}"
     mtime = when.timestamp()
     for band in _OFFICIAL_BAND_ORDER:

@@ -1,7 +1,12 @@
 """Multi-label metrics, accumulated batch by batch so an epoch never holds its predictions in Python lists.
 
-Conventions, as scikit-learn's with ``zero_division``: a precision, recall or F-score whose denominator is
-zero (no predictions, no positives, or neither) takes the value ``zero_division`` (0 by default).
+Conventions, as scikit-learn's: an image's precision, recall or F-score whose denominator is zero (nothing
+predicted, no positive, or neither) is 0 (``zero_division=0``), and so are the micro averages of a split with
+nothing predicted. A class's precision without predictions, recall without positives and F-score with neither
+is undefined, NaN (``zero_division=np.nan``), and the macro averages are means over the classes where the metric
+is defined: the same rule in every bootstrap replicate (``benloss.evaluation.bootstrap``), so a resample that draws
+none of a rare class's predictions drops that class's precision instead of scoring it 0. A class with positives
+but no predictions still has F-score 0 and recall 0.
 Ranking metrics follow scikit-learn's tie handling: a label's rank counts every label scored at least as
 high; an image with no relevant label scores 1 in LRAP and 0 in ranking loss and coverage.
 """
@@ -48,12 +53,25 @@ def f_beta(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, beta: float, zero_div
     return safe_ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp, zero_division)
 
 
+def class_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class precision, recall, F1 and F2 from counts (..., C), NaN where undefined."""
+    nan = float("nan")
+    return {"precision": safe_ratio(tp, tp + fp, nan), "recall": safe_ratio(tp, tp + fn, nan),
+            "f1": f_beta(tp, fp, fn, 1.0, nan), "f2": f_beta(tp, fp, fn, 2.0, nan)}  # fmt: skip
+
+
+def defined_mean(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean over ``axis`` of the defined (non-NaN) values; NaN, without a warning, where none is."""
+    values = np.asarray(values, dtype=np.float64)
+    defined = ~np.isnan(values)
+    return safe_ratio(np.where(defined, values, 0.0).sum(axis), defined.sum(axis), float("nan"))
+
+
 class MultiLabelMetrics:
     """Accumulate predictions, targets and (optionally) scores; ``compute`` gives every metric."""
 
-    def __init__(self, n_classes: int, zero_division: float = 0.0) -> None:
+    def __init__(self, n_classes: int) -> None:
         self.n_classes = n_classes
-        self.zero_division = zero_division
         self.tp = np.zeros(n_classes, dtype=np.int64)
         self.fp = np.zeros(n_classes, dtype=np.int64)
         self.fn = np.zeros(n_classes, dtype=np.int64)
@@ -77,11 +95,10 @@ class MultiLabelMetrics:
         self.fp += (pred & ~true).sum(0)
         self.fn += (~pred & true).sum(0)
         row_tp, row_fp, row_fn = tp.sum(1), (pred & ~true).sum(1), (~pred & true).sum(1)
-        zd = self.zero_division
-        self.sample_sums["precision"] += safe_ratio(row_tp, row_tp + row_fp, zd).sum()
-        self.sample_sums["recall"] += safe_ratio(row_tp, row_tp + row_fn, zd).sum()
-        self.sample_sums["f1"] += f_beta(row_tp, row_fp, row_fn, 1.0, zd).sum()
-        self.sample_sums["f2"] += f_beta(row_tp, row_fp, row_fn, 2.0, zd).sum()
+        self.sample_sums["precision"] += safe_ratio(row_tp, row_tp + row_fp, 0.0).sum()
+        self.sample_sums["recall"] += safe_ratio(row_tp, row_tp + row_fn, 0.0).sum()
+        self.sample_sums["f1"] += f_beta(row_tp, row_fp, row_fn, 1.0, 0.0).sum()
+        self.sample_sums["f2"] += f_beta(row_tp, row_fp, row_fn, 2.0, 0.0).sum()
         self.hamming_errors += int((pred != true).sum())
         self.exact += int((pred == true).all(1).sum())
         self.n += len(pred)
@@ -110,35 +127,27 @@ class MultiLabelMetrics:
         self.ranked += len(scores)
 
     def per_class(self, class_names: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
-        """Per-class precision, recall, F1 and support (number of positives)."""
-        zd = self.zero_division
-        frame = pd.DataFrame(
-            {
-                "precision": safe_ratio(self.tp, self.tp + self.fp, zd),
-                "recall": safe_ratio(self.tp, self.tp + self.fn, zd),
-                "f1": f_beta(self.tp, self.fp, self.fn, 1.0, zd),
-                "support": self.tp + self.fn,
-            },
+        """Per-class precision, recall, F1 (NaN where undefined) and support (number of positives)."""
+        scores = class_scores(self.tp, self.fp, self.fn)
+        return pd.DataFrame(
+            {**{name: scores[name] for name in ("precision", "recall", "f1")}, "support": self.tp + self.fn},
             index=pd.Index(class_names if class_names is not None else range(self.n_classes), name="class"),
         )
-        return frame
 
     def compute(self) -> dict[str, float]:
         """Every metric as ``<name>_<average>`` (precision, recall, f1, f2) plus the global ones."""
         if self.n == 0:
             raise InputError("no samples were added")
-        zd = self.zero_division
         tp, fp, fn = self.tp.sum(), self.fp.sum(), self.fn.sum()
         result = {f"{name}_samples": value / self.n for name, value in self.sample_sums.items()}
         result |= {
-            "precision_micro": float(safe_ratio(tp, tp + fp, zd)),
-            "recall_micro": float(safe_ratio(tp, tp + fn, zd)),
-            "f1_micro": float(f_beta(tp, fp, fn, 1.0, zd)),
-            "f2_micro": float(f_beta(tp, fp, fn, 2.0, zd)),
+            "precision_micro": float(safe_ratio(tp, tp + fp, 0.0)),
+            "recall_micro": float(safe_ratio(tp, tp + fn, 0.0)),
+            "f1_micro": float(f_beta(tp, fp, fn, 1.0, 0.0)),
+            "f2_micro": float(f_beta(tp, fp, fn, 2.0, 0.0)),
         }
-        per_class = self.per_class()
-        result |= {f"{name}_macro": float(per_class[name].mean()) for name in ("precision", "recall", "f1")}
-        result["f2_macro"] = float(f_beta(self.tp, self.fp, self.fn, 2.0, zd).mean())
+        per_class = class_scores(self.tp, self.fp, self.fn)
+        result |= {f"{name}_macro": float(defined_mean(values)) for name, values in per_class.items()}
         result["hamming_loss"] = self.hamming_errors / (self.n * self.n_classes)
         result["subset_accuracy"] = self.exact / self.n
         if self.ranked:

@@ -11,6 +11,9 @@ Every metric is computed from one descending sort per score vector: cumulative (
 predicted positives, read at the end of each element's tie group, give precision at its threshold, and the
 negatives before its tie group and at its end give its share of the ROC area. Image weights (bootstrap
 multiplicities) enter these sums directly, so ``ranking_from_weights`` needs no resampled copies of the data.
+When whole blocks of images are resampled, ``ranking_from_block_counts`` gets the same numbers from per-block
+tallies read once at every positive: a replicate's sums are then matrix products of its block counts (B, K) with
+those tallies (K, positives), and no pass over all N·C entries is made per replicate.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pandas as pd
 
 from benloss.errors import InputError
 from benloss.evaluation.bootstrap import CHUNK
+from benloss.evaluation.metrics import defined_mean
 
 #: Columns of ``ranking_from_weights`` and keys of ``ranking_summary``.
 RANKING_METRICS: tuple[str, ...] = ("map_macro", "map_micro", "auroc_macro")
@@ -140,12 +144,6 @@ def _check_weights(weights: np.ndarray, n_images: int, n_classes: int) -> np.nda
     return weights.astype(np.float32) if exact else weights
 
 
-def _nanmean(values: np.ndarray) -> np.ndarray:
-    """Mean over the last axis ignoring NaN; NaN (without numpy's warning) where every value is NaN."""
-    defined = ~np.isnan(values)
-    return _ratio(np.where(defined, values, 0.0).sum(-1), defined.sum(-1))
-
-
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-class average precision (C,) as scikit-learn's ``average_precision_score``; NaN without positives."""
     scores, labels = _check_scores(scores, labels)
@@ -180,22 +178,155 @@ def ranking_from_weights(scores: np.ndarray, labels: np.ndarray, weights: np.nda
 
 
 def _ranking_weighted(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, chunk: int) -> np.ndarray:
+    ap, micro, area = _weighted_parts(scores, labels, weights, chunk)
+    return np.stack([defined_mean(ap), micro, defined_mean(area)], axis=1)
+
+
+def weighted_ranking_parts(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, chunk: int = CHUNK
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class AP (B, C), micro AP (B,) and per-class ROC AUC (B, C) under image weights (B, N)."""
+    scores, labels = _check_scores(scores, labels)
+    return _weighted_parts(scores, labels, _check_weights(weights, *scores.shape), chunk)
+
+
+def _weighted_parts(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, chunk: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # sort every class and the flattened entries once, shared by all chunks of replicates
     classes = _class_rankings(scores, labels)
     micro = _rank(scores.ravel(), labels.ravel())
     micro_images = micro.order // scores.shape[1]  # the image of each flattened entry, in sorted order
-    out = np.empty((len(weights), len(RANKING_METRICS)))
+    ap, area = np.empty((len(weights), len(classes))), np.empty((len(weights), len(classes)))
+    micro_ap = np.empty(len(weights))
     for first in range(0, len(weights), chunk):
         block = weights[first : first + chunk]
         rows = slice(first, first + len(block))
-        ap, area = np.empty((len(block), len(classes))), np.empty((len(block), len(classes)))
         for c, ranking in enumerate(classes):  # one gather and one pair of sums per class serve both metrics
             tallies = _tallies(ranking, block[:, ranking.order])
-            ap[:, c], area[:, c] = _ap(ranking, tallies), _auroc(ranking, tallies)
-        out[rows, 0] = _nanmean(ap)
-        out[rows, 1] = _ap(micro, _tallies(micro, block[:, micro_images]))
-        out[rows, 2] = _nanmean(area)
-    return out
+            ap[rows, c], area[rows, c] = _ap(ranking, tallies), _auroc(ranking, tallies)
+        micro_ap[rows] = _ap(micro, _tallies(micro, block[:, micro_images]))
+    return ap, micro_ap, area
+
+
+@dataclass(frozen=True)
+class _BlockTallies:
+    """One ranking's per-block counts at its positives (columns, grouped by block), for weights that are constant
+    within blocks."""
+
+    hits_end: np.ndarray  # (K, P) positives of each block ranked at or above the end of each positive's tie group
+    all_end: np.ndarray  # (K, P) entries of each block ranked at or above it
+    starts: np.ndarray  # first column of each block with positives
+    owners: np.ndarray  # the block of each run of columns that ``starts`` begins
+    negatives_through: np.ndarray  # (K, K) float64: negatives of block j at or above the positives of block k
+    tied_owners: np.ndarray  # (T,) block of each positive whose tie group holds other entries
+    tied_ahead: np.ndarray  # (K, T) negatives of each block inside such a group, at or above its end
+    positives: np.ndarray  # (K,) positives per block
+    entries: np.ndarray  # (K,) entries per block
+
+
+def _counts_through(sorted_blocks: np.ndarray, limits: np.ndarray, n_blocks: int, dtype: type) -> np.ndarray:
+    """(K, Q): how many of the sorted elements at positions ≤ ``limits[q]`` lie in each block (limits ascending).
+
+    Each element is counted once, at the first limit it falls under, then counts accumulate along the limits."""
+    first = np.searchsorted(limits, np.arange(len(sorted_blocks)), side="left")
+    under = first < len(limits)
+    flat = sorted_blocks[under] * len(limits) + first[under]
+    counts = np.bincount(flat, minlength=n_blocks * len(limits)).reshape(n_blocks, len(limits))
+    return np.cumsum(counts, axis=1, dtype=dtype)
+
+
+def _block_tallies(ranking: _Ranking, entry_blocks: np.ndarray, n_blocks: int, dtype: type) -> _BlockTallies:
+    """Per-block counts of ``ranking`` whose element i (original order) lies in block ``entry_blocks[i]``."""
+    sorted_blocks = entry_blocks[ranking.order]
+    hit_blocks = np.where(ranking.hit > 0, sorted_blocks, n_blocks)  # negatives go to a block that is dropped
+    hits_end = _counts_through(hit_blocks, ranking.end, n_blocks + 1, np.float64)[:n_blocks]
+    all_end = _counts_through(sorted_blocks, ranking.end, n_blocks, np.float64)
+    owner = sorted_blocks[ranking.positives]
+    # a positive's tie group counts its tied negatives half: those at or above its end, less those above its start
+    tied = np.flatnonzero(ranking.end > ranking.start)
+    before = ranking.start[tied] - 1  # ascending, as _counts_through needs
+    above = (_counts_through(sorted_blocks, before, n_blocks, np.float64)
+             - _counts_through(hit_blocks, before, n_blocks + 1, np.float64)[:n_blocks])  # fmt: skip
+    tied_ahead = all_end[:, tied] - hits_end[:, tied] - above
+    # columns grouped by block, so per-block sums over positives are one reduceat
+    by_block = np.argsort(owner, kind="stable")
+    owners, starts = np.unique(owner[by_block], return_index=True)
+    hits_end, all_end = hits_end[:, by_block], all_end[:, by_block]
+    # negatives of block j at or above each positive, summed over the positives of block k
+    negatives_through = np.zeros((n_blocks, n_blocks))
+    if len(owners):
+        negatives_through[:, owners] = np.add.reduceat(all_end - hits_end, starts, axis=1)
+    return _BlockTallies(
+        hits_end.astype(dtype), all_end.astype(dtype), starts, owners, negatives_through, owner[tied], tied_ahead,
+        np.bincount(owner, minlength=n_blocks).astype(np.float64),
+        np.bincount(sorted_blocks, minlength=n_blocks).astype(np.float64),
+    )  # fmt: skip
+
+
+def _block_ap(tallies: _BlockTallies, counts: np.ndarray) -> np.ndarray:
+    """Average precision (B,) of one ranking when block k counts ``counts[b, k]`` times."""
+    tp, pp = counts @ tallies.hits_end, counts @ tallies.all_end  # (B, P)
+    np.maximum(pp, 1, out=pp)  # pp is 0 only where the positive's own weight is 0, so its precision does not count
+    np.divide(tp, pp, out=tp)
+    precision = np.add.reduceat(tp, tallies.starts, axis=1) if tp.shape[1] else tp  # summed per block
+    wide = counts.astype(np.float64)
+    return _ratio((wide[:, tallies.owners] * precision).sum(1), wide @ tallies.positives)
+
+
+def _block_auroc(tallies: _BlockTallies, counts: np.ndarray) -> np.ndarray:
+    """ROC AUC (B,) of one ranking when block k counts ``counts[b, k]`` times: a quadratic form in the counts."""
+    counts = counts.astype(np.float64)
+    n_pos = counts @ tallies.positives
+    n_neg = counts @ tallies.entries - n_pos
+    # Σ over positives of their weight times the weighted negatives at or above their tie group
+    through = ((counts @ tallies.negatives_through) * counts).sum(1)
+    ties = 0.5 * ((counts @ tallies.tied_ahead) * counts[:, tallies.tied_owners]).sum(1)
+    return _ratio(n_neg * n_pos - through + ties, n_pos * n_neg)
+
+
+def ranking_from_block_counts(
+    scores: np.ndarray, labels: np.ndarray, blocks: np.ndarray, counts: np.ndarray, chunk: int = CHUNK
+) -> np.ndarray:
+    """RANKING_METRICS (B, 3) when every image of block k counts ``counts[b, k]`` times: equal to
+    ``ranking_from_weights(scores, labels, counts[:, blocks])`` up to float32 rounding (counts and tallies are exact
+    whole numbers; ratios are float32), at a cost of B × K × positives instead of B × N × C.
+
+    ``blocks`` (N,) holds each image's block id (0 … K − 1) and ``counts`` (B, K) whole non-negative numbers.
+    """
+    ap, micro, area = block_ranking_parts(scores, labels, blocks, counts, chunk)
+    return np.stack([defined_mean(ap), micro, defined_mean(area)], axis=1)
+
+
+def block_ranking_parts(
+    scores: np.ndarray, labels: np.ndarray, blocks: np.ndarray, counts: np.ndarray, chunk: int = CHUNK
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class AP (B, C), micro AP (B,) and per-class ROC AUC (B, C) of ``ranking_from_block_counts``."""
+    scores, labels = _check_scores(scores, labels)
+    blocks = np.asarray(blocks)
+    if blocks.shape != (len(scores),) or blocks.min(initial=0) < 0:
+        raise InputError(f"block ids {blocks.shape} must be one non-negative id per image ({len(scores)})")
+    n_blocks = int(blocks.max()) + 1
+    counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[1] != n_blocks:
+        raise InputError(f"block counts {counts.shape} must be (B, {n_blocks}): one count per block and replicate")
+    if not np.isfinite(counts).all() or (counts < 0).any():
+        raise InputError("block counts must be finite and non-negative")
+    # float32 where every sum stays a whole number below 2**24, as in ``_check_weights``
+    images = counts @ np.bincount(blocks, minlength=n_blocks)
+    exact = (counts == np.round(counts)).all() and images.max(initial=0) * scores.shape[1] < 2**24
+    dtype = np.float32 if exact else np.float64
+    classes = [_block_tallies(r, blocks, n_blocks, dtype) for r in _class_rankings(scores, labels)]
+    micro = _block_tallies(_rank(scores.ravel(), labels.ravel()), np.repeat(blocks, scores.shape[1]), n_blocks, dtype)
+    ap, area = np.empty((len(counts), len(classes))), np.empty((len(counts), len(classes)))
+    micro_ap = np.empty(len(counts))
+    for first in range(0, len(counts), chunk):
+        block = counts[first : first + chunk].astype(dtype)
+        rows = slice(first, first + len(block))
+        for c, tallies in enumerate(classes):
+            ap[rows, c], area[rows, c] = _block_ap(tallies, block), _block_auroc(tallies, block)
+        micro_ap[rows] = _block_ap(micro, block)
+    return ap, micro_ap, area
 
 
 def micro_pr_curve(scores: np.ndarray, labels: np.ndarray, max_points: int = 200) -> pd.DataFrame:

@@ -1,17 +1,12 @@
-"""LRP explanations with zennit (Fig. 1), their conservation, and their scores against reference maps.
+"""LRP explanations of each loss's decision score (Fig. 1), their conservation, and their scores against maps.
 
-The composite maps rules by layer name, because the K-Branch CNN has three input layers:
-
-* the first convolution of every branch: ZBox with per-band bounds, the normalised minimum and maximum of
-  each band over the training split (``training_band_statistics.csv`` of the encoded folder); without that
-  file, the normalised values of raw 0 and 10000 (reflectance 0 to 1), which L2A's bright pixels (cloud,
-  snow, roofs) exceed: ``explain/zbox_bounds.csv`` counts the explained pixels either bound leaves out;
-* every other convolution: ZPlus; every fully connected layer: Epsilon (ε = 1e-6).
-
-BatchNorm is merged into the preceding layers first (zennit's ``SequentialMergeBatchNorm``, with the
-left-over ``eps`` zeroed), with the model in ``eval()``. With the composite's hooks in place,
-``torch.autograd.grad`` of the raw class score s_c (seeded with s_c itself) with respect to the three branch
-inputs returns their relevance directly.
+``benloss.explanation.lrp`` holds the composite (ZBox on each branch's first convolution and ZPlus on the other
+convolutions, without biases; on the fully connected layers LRP-ε that spreads the bias's share over the inputs;
+BatchNorm merged) and ``benloss.explanation.heads`` the explained score: the score each loss decides by (the logit
+z_c; z_c − mean_c z for RL, z_c − τ(z) for SML), as a linear head on the logits. ZBox's per-band bounds are the
+training split's 0.1st and 99.9th percentile (``benloss.explanation.zbox_bounds``), normalised like the inputs;
+``explain/zbox_bounds.csv`` counts the explained pixels outside them, and ``explain/conservation.csv`` compares each
+explanation's input relevance with its explained score.
 
 Where the encoded test split has reference maps, every loss explains the same stratified sample of test
 patches (``explain.per_class`` per class) and ``benloss.explanation.scores`` scores the explanations.
@@ -25,127 +20,67 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.colors import TwoSlopeNorm
-from matplotlib.patches import Patch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
-from zennit.canonizers import SequentialMergeBatchNorm
-from zennit.composites import NameMapComposite
-from zennit.rules import Epsilon, ZBox, ZPlus
 
 from benloss.atomic import atomic_outputs
 from benloss.data.encoded import read_patch_names, read_reference_maps, reference_maps_path
 from benloss.errors import InputError
 from benloss.evaluation.results import by_model
-from benloss.explanation.scores import (
-    EXAMPLE_COLUMNS,
-    NO_CLASS,
-    region_scores,
-    stratified_sample,
-    summarise,
+from benloss.explanation.conservation import CONSERVATION_COLUMNS, conservation_row, summarise_conservation
+from benloss.explanation.figure import (
+    Example,
+    LossMaps,
+    all_band_heatmap,
+    heatmap_figure,
+    rgb_heatmap,
+    rgb_share,
+    true_colour,
 )
+from benloss.explanation.heads import constant_scores, decision_head
+from benloss.explanation.lrp import input_relevance
+from benloss.explanation.scores import EXAMPLE_COLUMNS, region_scores, stratified_sample, summarise
 from benloss.explanation.zbox_bounds import BoxBounds, bounds_table, fixed_bounds, zbox_bounds
-from benloss.facts.bands import BAND_GROUPS, RGB, BandStatistics, read_band_statistics
+from benloss.facts.bands import BAND_GROUPS, BandStatistics, read_band_statistics
 from benloss.facts.loss_catalog import loss_info
 from benloss.facts.nomenclature import classes
 from benloss.layout import ENCODED_FILES, EXPLANATION_FILES
 from benloss.report.figures import lrp_score_chart
-from benloss.report.plotting import CLASS_COLOURS, save
+from benloss.report.plotting import save
 from benloss.training.batches import EncodedSplit
-from benloss.training.losses import build_rule
+from benloss.training.losses import MultiLabelLoss, build_rule
 from benloss.training.models import INPUT_CONVS, BandNormalizer, KBranchCNN
 from benloss.training.train import choose_device, load_model, load_own_rule
 
 log = logging.getLogger(__name__)
 
-RGB_CHANNELS = [BAND_GROUPS[0].bands.index(band) for band in RGB]
 #: Explanations per LRP pass: bounds memory whatever ``explain.per_class`` is.
 LRP_BATCH = 32
 
 
-@dataclass(frozen=True)
-class Example:
-    """One explanation: a test patch (row of the encoded test split) and the class whose score is explained."""
-
-    row: int
-    patch: str
-    class_name: str
-
-    @property
-    def class_index(self) -> int:
-        return classes().index(self.class_name)
-
-
-class ExactMergeBatchNorm(SequentialMergeBatchNorm):
-    """zennit's BatchNorm merge, also zeroing the left-over layer's ``eps`` while merged.
-
-    zennit resets a merged BatchNorm to unit variance but keeps its ``eps``, so it still divides by
-    sqrt(1 + eps): negligible for PyTorch's 1e-5, but with TensorFlow's 1e-3 it shifts every score by
-    about 0.05 % per layer. Zeroing it makes the merged model give the original scores.
-    """
-
-    def register(self, linears, batch_norm) -> None:
-        self.original_eps = batch_norm.eps
-        super().register(linears, batch_norm)
-        batch_norm.eps = 0.0
-
-    def remove(self) -> None:
-        super().remove()
-        self.batch_norm.eps = self.original_eps
-
-
-def composite(model: nn.Module, statistics: BandStatistics, bounds: BoxBounds | None = None) -> NameMapComposite:
-    """Name-mapped LRP composite: ZBox on each branch's first conv, ZPlus on other convs, Epsilon on linears.
-
-    The box bounds are ``bounds`` (raw, fixed 0 to 10000 when None), normalised like the inputs.
-    """
+def input_bounds(model: KBranchCNN, statistics: BandStatistics, bounds: BoxBounds | None = None) -> dict:
+    """ZBox's bounds for each branch's first convolution: ``bounds`` (raw, fixed 0 to 10000 when None), normalised
+    like the inputs, as (1, bands, 1, 1) tensors on the model's device."""
     bounds = bounds or fixed_bounds()
-    name_map = []
     device = next(model.parameters()).device
+    found = {}
     for group, name in zip(BAND_GROUPS, INPUT_CONVS, strict=True):
         mean, std = (torch.from_numpy(a).view(1, -1, 1, 1).to(device) for a in statistics.group_arrays(group))
         low, high = (torch.from_numpy(a).view(1, -1, 1, 1).to(device) for a in bounds.group_arrays(group))
-        name_map.append(((name,), ZBox(low=(low - mean) / std, high=(high - mean) / std)))
-    convs = tuple(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and n not in INPUT_CONVS)
-    linears = tuple(n for n, m in model.named_modules() if isinstance(m, nn.Linear))
-    name_map += [(convs, ZPlus()), (linears, Epsilon(epsilon=1e-6))]
-    return NameMapComposite(name_map=name_map, canonizers=[ExactMergeBatchNorm()])
+        found[name] = ((low - mean) / std, (high - mean) / std)
+    return found
 
 
 def relevance(
     model: KBranchCNN, inputs: tuple[Tensor, ...], class_indices: Tensor, statistics: BandStatistics,
-    bounds: BoxBounds | None = None,
-):  # fmt: skip
-    """Per-branch input relevance of each row's class score, and those scores, in one batched pass."""
-    model.eval()
-    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
-    with composite(model, statistics, bounds).context(model) as modified:
-        scores = modified(*leaves)
-        selected = torch.zeros_like(scores)
-        rows = torch.arange(len(scores), device=scores.device)
-        selected[rows, class_indices] = scores[rows, class_indices]
-        gradients = torch.autograd.grad(scores, leaves, grad_outputs=selected)
-    # zennit's rule hooks hand back relevance in place of gradients: the input "gradient" is the relevance.
-    return [g.detach() for g in gradients], scores[rows, class_indices].detach()
-
-
-def rgb_heatmap(relevance_10m: Tensor) -> np.ndarray:
-    """Relevance of B04, B03 and B02 summed per pixel: (N, 120, 120)."""
-    return relevance_10m[:, RGB_CHANNELS].sum(1).cpu().numpy()
-
-
-def all_band_heatmap(parts: list[Tensor]) -> np.ndarray:
-    """Relevance of all twelve bands per 10 m pixel: coarser pixels share theirs evenly among the 10 m pixels."""
-    total = np.zeros((parts[0].shape[0], 120, 120))
-    for part in parts:
-        summed = part.sum(1).cpu().numpy()
-        factor = 120 // summed.shape[-1]
-        total += np.kron(summed, np.ones((factor, factor))) / factor**2
-    return total
+    bounds: BoxBounds | None = None, rule: MultiLabelLoss | None = None,
+) -> tuple[list[Tensor], Tensor]:  # fmt: skip
+    """Per-branch input relevance of each row's decision score under ``rule`` (the logit z_c without one), and
+    those scores, in one batched pass."""
+    return input_relevance(model, inputs, rule, class_indices, input_bounds(model, statistics, bounds))
 
 
 def choose_examples(
@@ -186,73 +121,6 @@ def scored_examples(split: EncodedSplit, patches: list[str], maps: np.ndarray, p
     ]
 
 
-def true_colour(bands_10m: np.ndarray) -> np.ndarray:
-    """(120, 120, 3) RGB in [0, 1], stretched between the 2nd and 98th percentile of all three bands together
-    (one stretch for all channels keeps the colour balance), with a gamma of 1/1.5 to lift dark scenes."""
-    rgb = bands_10m[RGB_CHANNELS].astype(np.float64)
-    low, high = np.percentile(rgb, [2, 98])
-    return (np.clip((rgb - low) / max(high - low, 1e-6), 0, 1) ** (1 / 1.5)).transpose(1, 2, 0)
-
-
-def _short(name: str, length: int = 16) -> str:
-    return name if len(name) <= length else name[: length - 1] + "…"
-
-
-def reference_map_image(mask: np.ndarray) -> np.ndarray:
-    """(120, 120, 3) RGB of a reference map: each class in its colour, no class in light grey."""
-    palette = np.vstack([CLASS_COLOURS, np.full((256 - len(CLASS_COLOURS), 3), 0.9)])
-    return palette[np.asarray(mask)]
-
-
-def heatmap_figure(
-    examples: list[Example], images: list[np.ndarray], maps: list[np.ndarray] | None, heatmaps: dict[str, np.ndarray],
-    predictions: dict[str, list], true_labels: list[list[str]],
-) -> plt.Figure:  # fmt: skip
-    """Fig. 1: a row per example: the true-colour image, the reference map (when there are maps) with a class
-    legend, then one heatmap per loss (the explained class's region outlined), with a colour bar."""
-    losses = list(heatmaps)
-    first = 1 if maps is None else 2
-    columns = len(losses) + first
-    figure, axes = plt.subplots(
-        len(examples), columns, figsize=(2.5 * columns, 2.6 * len(examples) + 0.6), squeeze=False
-    )
-    for r, example in enumerate(examples):
-        axes[r, 0].imshow(images[r])
-        axes[r, 0].set_title(f"{_short(example.class_name, 24)}\n{example.patch}", fontsize=6.5)
-        axes[r, 0].set_xlabel("true: " + ", ".join(_short(t, 14) for t in true_labels[r]), fontsize=5.5, wrap=True)
-        if maps is not None:
-            axes[r, 1].imshow(reference_map_image(maps[r]), interpolation="nearest")
-            axes[r, 1].set_title("reference map", fontsize=8)
-            share = float((maps[r] == example.class_index).mean())
-            axes[r, 1].set_xlabel(f"{_short(example.class_name, 20)}: {100 * share:.0f} %", fontsize=5.5)
-        for col, loss in enumerate(losses, start=first):
-            heat = heatmaps[loss][r]
-            limit = float(np.abs(heat).max()) or 1.0
-            image = axes[r, col].imshow(heat, cmap="bwr", norm=TwoSlopeNorm(0.0, -limit, limit))
-            if maps is not None and 0 < share < 1:  # the explained class's region, outlined
-                axes[r, col].contour(maps[r] == example.class_index, levels=[0.5], colors="k", linewidths=0.4)
-            axes[r, col].set_title(loss_info(loss).abbreviation, fontsize=9)
-            predicted = predictions[loss][r]
-            axes[r, col].set_xlabel(
-                "pred: "
-                + (", ".join(_short(p, 12) for p in predicted[:3]) + ("…" if len(predicted) > 3 else "") or "none"),
-                fontsize=5.5,
-            )
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    bar = figure.colorbar(image, ax=axes, shrink=0.6, location="right", ticks=[-limit, 0, limit])
-    bar.ax.set_yticklabels(["negative", "0", "positive"])
-    bar.set_label("relevance (each map scaled to its own maximum)")
-    if maps is not None:
-        shown = sorted({int(v) for m in maps for v in np.unique(m)})
-        handles = [Patch(color=CLASS_COLOURS[v] if v != NO_CLASS else (0.9, 0.9, 0.9),
-                         label=classes()[v] if v != NO_CLASS else "no class") for v in shown]  # fmt: skip
-        figure.legend(handles=handles, loc="upper center", ncol=4, fontsize=7, frameon=False, title="reference map",
-                      title_fontsize=7, bbox_to_anchor=(0.45, 0.06))  # fmt: skip
-    return figure
-
-
 def models_by_loss(models: Sequence[Path]) -> dict[str, Path]:
     """The given ``model.pt`` files by loss, in ``LOSS_IDS`` order: one model a loss (Fig. 1 shows one seed)."""
     found: dict[str, Path] = {}
@@ -265,43 +133,62 @@ def models_by_loss(models: Sequence[Path]) -> dict[str, Path]:
 
 @dataclass
 class _LossExplanations:
-    """What one model's pass over the examples yields: the figure rows' maps and predictions, and table rows."""
+    """What one model's pass over the examples yields: Fig. 1's rows (maps, shares, scores, predictions, each
+    band group's relevance) and the conservation and score tables' rows."""
 
+    all_bands: list[np.ndarray] = field(default_factory=list)
     rgb: list[np.ndarray] = field(default_factory=list)
+    rgb_share: list[np.ndarray] = field(default_factory=list)
+    figure_scores: list[np.ndarray] = field(default_factory=list)
+    figure_constant: list[np.ndarray] = field(default_factory=list)
     parts: list[list[np.ndarray]] = field(default_factory=list)
     predictions: list[list[str]] = field(default_factory=list)
     conservation: list[dict] = field(default_factory=list)
     scores: list[dict] = field(default_factory=list)
+
+    def figure_maps(self) -> LossMaps:
+        return LossMaps(np.concatenate(self.all_bands), np.concatenate(self.rgb), np.concatenate(self.rgb_share),
+                        np.concatenate(self.figure_scores), np.concatenate(self.figure_constant),
+                        self.predictions)  # fmt: skip
 
 
 def explain_model(
     loss: str, path: Path, examples: list[Example], n_figure: int, split: EncodedSplit, normalizer: BandNormalizer,
     statistics: BandStatistics, bounds: BoxBounds, maps: np.ndarray | None, progress: tqdm, device: torch.device,
 ) -> _LossExplanations:  # fmt: skip
-    """LRP of one trained model over ``examples`` in batches; the first ``n_figure`` are Fig. 1's, the rest scored."""
+    """LRP of one trained model's decision score over ``examples`` in batches; the first ``n_figure`` are Fig. 1's,
+    the rest scored."""
     model, config = load_model(path, device)
     rule = build_rule(loss, len(classes()), load_own_rule(path), **config.loss_params)
-    found, abbreviation = _LossExplanations(), loss_info(loss).abbreviation
+    found = _LossExplanations()
     for start in range(0, len(examples), LRP_BATCH):
         chunk = examples[start : start + LRP_BATCH]
         inputs = tuple(x.to(device) for x in normalizer(split.gather(np.array([e.row for e in chunk]))))
         targets = torch.tensor([e.class_index for e in chunk], device=device)
-        parts, scores = relevance(model, inputs, targets, statistics, bounds)
+        parts, scores = relevance(model, inputs, targets, statistics, bounds, rule)
+        with torch.no_grad():
+            logits = model(*inputs)
+        constant = constant_scores(decision_head(rule, logits, targets)).cpu().numpy()
         totals = sum(p.sum(dim=(1, 2, 3)) for p in parts)
         whole = all_band_heatmap(parts)
         in_figure = max(0, min(len(chunk), n_figure - start))
         if in_figure:
-            with torch.no_grad():
-                predicted = rule.predict(model(*(x[:in_figure] for x in inputs))).cpu().numpy()
-            found.rgb.append(rgb_heatmap(parts[0][:in_figure]))
-            found.parts.append([p[:in_figure].cpu().numpy() for p in parts])
+            shown = [p[:in_figure] for p in parts]
+            predicted = rule.predict(logits[:in_figure]).cpu().numpy()
+            found.all_bands.append(whole[:in_figure])
+            found.rgb.append(rgb_heatmap(shown[0]))
+            found.rgb_share.append(rgb_share(shown))
+            found.figure_scores.append(scores[:in_figure].cpu().numpy())
+            found.figure_constant.append(constant[:in_figure])
+            found.parts.append([p.cpu().numpy() for p in shown])
             found.predictions += [[classes()[c] for c in np.flatnonzero(p)] for p in predicted]
         for i, (example, score, total) in enumerate(zip(chunk, scores.tolist(), totals.tolist(), strict=True)):
-            row = {"loss": abbreviation, "patch": example.patch, "class": example.class_name, "score": score}
             found.conservation.append(
-                {**row, "relevance_sum": total, "ratio": total / score if score else float("nan")}
+                conservation_row(loss, example.patch, example.class_name, score, total, bool(constant[i]))
             )
             if start + i >= n_figure and maps is not None:
+                row = {"loss": loss_info(loss).abbreviation, "patch": example.patch, "class": example.class_name,
+                       "score": score}  # fmt: skip
                 found.scores.append({**row, **region_scores(whole[i], maps[example.row] == example.class_index)})
         progress.update(len(chunk))
     return found
@@ -341,13 +228,11 @@ def explain(
     batch = split.gather(rows)
     true_labels = [[classes()[c] for c in np.flatnonzero(row)] for row in split.labels[rows].astype(bool)]
     images = [true_colour(batch["10m"][i].numpy()) for i in range(len(figure_examples))]
-    figure = heatmap_figure(
-        figure_examples, images, None if maps is None else [maps[r] for r in rows],
-        {loss: np.concatenate(f.rgb) for loss, f in found.items()},
-        {loss: f.predictions for loss, f in found.items()}, true_labels,
-    )  # fmt: skip
+    figure = heatmap_figure(figure_examples, images, None if maps is None else [maps[r] for r in rows],
+                            {loss: f.figure_maps() for loss, f in found.items()}, true_labels)  # fmt: skip
     scores = pd.DataFrame([r for f in found.values() for r in f.scores], columns=list(EXAMPLE_COLUMNS))
     summary = summarise(scores, seed=seed)
+    conservation = pd.DataFrame([r for f in found.values() for r in f.conservation], columns=list(CONSERVATION_COLUMNS))
     arrays = {}
     for loss, f in found.items():
         arrays[f"{loss}_rgb"] = np.concatenate(f.rgb)
@@ -362,9 +247,13 @@ def explain(
         summary.to_csv(summary_csv, index=False)
         scores.to_csv(scores_csv, index=False)
         save(lrp_score_chart(summary), chart_png, chart_pdf)
-        pd.DataFrame([r for f in found.values() for r in f.conservation]).to_csv(conservation_csv, index=False)
+        conservation.to_csv(conservation_csv, index=False)
         box = bounds_table(split, np.unique([e.row for e in examples]), bounds, LRP_BATCH)
         box.to_csv(bounds_csv, index=False)
+    for row in summarise_conservation(conservation).itertuples():
+        log.info("conservation of %s (explains %s): median %.3f, 5th to 95th percentile %.3f to %.3f, %.0f %% within "
+                 "5 %% (%d of %d with a constant score, not counted)", row.loss, row.explains, row.median, row.p5,
+                 row.p95, 100 * row.within_tolerance, row.constant, row.explanations)  # fmt: skip
     log.info("explained %d examples with %d models; ZBox bounds: %s; %d of %d explained pixels above raw 10000, "
              "%d outside the bounds", len(examples), len(found), bounds.source, box["above_10000"].sum(),
              box["pixels"].sum(), box["outside_bounds"].sum())  # fmt: skip

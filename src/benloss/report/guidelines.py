@@ -1,8 +1,10 @@
 """Guidelines written from the measured numbers, each by a rule stated here, never as fixed prose.
 
-A rule on a test metric names a winner only when the paired bootstrap finds it ahead of the runner-up with a
-Holm-adjusted p below ``ALPHA``; otherwise it names the group tied with the best. Rules on training curves
-have no test of significance and say so.
+A rule on a test metric names a winning loss only from at least ``MIN_SEEDS`` seeds per loss and when the
+two-level bootstrap (seeds and test set) finds it ahead of the runner-up with a Holm-adjusted p below ``ALPHA``;
+otherwise it names the group tied with the best. With fewer seeds the spread between seeds of one loss is unknown
+(or known from two values only), so no claim about losses is made: the sentence says so and gives the comparison
+as one between the trained models. Rules on training curves have no test of significance and say so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from benloss.facts.paper import TABLE1
 from benloss.report.tables import CALIBRATED_F1
 
 ALPHA = 0.05
+#: Seeds per loss below which no claim about losses is made.
+MIN_SEEDS = 3
 # Each rule: (claim, column of Table 2, higher is better, how a value reads, what the column means).
 RULES: tuple[tuple[str, str, bool, str, str], ...] = (
     ("Highest overall accuracy", "test_f1", True, "test F1 {:.1f} %", "sample-averaged test F1"),
@@ -61,18 +65,35 @@ def comparison(pairwise: pd.DataFrame, metric: str, first: str, second: str) -> 
 def winner_sentence(
     claim: str, values: pd.Series, higher: bool, fmt: str, metric: str, pairwise: pd.DataFrame, alpha: float = ALPHA
 ) -> str:
-    """A winner when it beats the runner-up significantly (Holm), else the group tied with the best."""
+    """A winner when it beats the runner-up significantly (Holm), else the group tied with the best; with fewer
+    than MIN_SEEDS seeds, no claim about losses, and the comparison between the trained models (or seed means)."""
     ordered = values.sort_values(ascending=not higher, kind="stable")
     best, value = ordered.index[0], fmt.format(ordered.iloc[0])
     if len(ordered) == 1:
         return f"{claim}: {best} ({value}; the only loss compared)."
+    seeds = int(pairwise["seeds"].min()) if "seeds" in pairwise and len(pairwise) else 1
+    if seeds < MIN_SEEDS:
+        kind = "model" if seeds == 1 else "seed mean"
+        compared = "between the trained models" if seeds == 1 else "between the seed means, with a seed spread from two"
+        return (
+            f"{claim}: no claim about losses can be made from {seeds} seed{'s' if seeds > 1 else ''} per loss "
+            f"(at least {MIN_SEEDS} are needed to know how far seeds of one loss spread); {compared}, "
+            f"{_comparison(ordered, best, value, metric, pairwise, alpha, kind)}"
+        )
+    return f"{claim}: {_comparison(ordered, best, value, metric, pairwise, alpha, 'loss')}"
+
+
+def _comparison(
+    ordered: pd.Series, best: str, value: str, metric: str, pairwise: pd.DataFrame, alpha: float, kind: str
+) -> str:
+    """The best and how it compares with the runner-up: ahead significantly, or tied with a group."""
     runner_up = ordered.index[1]
     row = comparison(pairwise, metric, best, runner_up)
     if row is None:
-        return f"{claim}: {best} ({value}; not tested against {runner_up})."
+        return f"{best} ({value}; not tested against {runner_up})."
     if row["p_holm"] < alpha and row["difference"] != 0:
         return (
-            f"{claim}: {best} ({value}), ahead of the runner-up {runner_up} by {abs(row['difference']):.1f} points "
+            f"{best} ({value}), ahead of the runner-up {runner_up} by {abs(row['difference']):.1f} points "
             f"(95 % interval {row['ci_low']:+.1f} to {row['ci_high']:+.1f}, Holm p = {row['p_holm']:.2g})."
         )
     tied = [best]
@@ -80,7 +101,9 @@ def winner_sentence(
         other = comparison(pairwise, metric, best, loss)
         if other is None or other["p_holm"] >= alpha:
             tied.append(loss)
-    return f"{claim}: {names(tied)} are tied within noise (best {best}, {value}; Holm p ≥ {alpha} against it)."
+    subject = names(tied) + (" are" if len(tied) > 1 else " is")
+    noun = {"loss": "", "model": ", one model each", "seed mean": ", as seed means"}[kind]
+    return f"{subject} tied within noise{noun} (best {best}, {value}; Holm p ≥ {alpha} against it)."
 
 
 def guidelines(table2: pd.DataFrame, table1_long: pd.DataFrame, pairwise: pd.DataFrame | None = None) -> list[str]:

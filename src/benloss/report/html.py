@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from benloss.atomic import atomic_outputs
 from benloss.evaluation.metrics import CALIBRATION
 from benloss.evaluation.results import by_model
+from benloss.explanation.conservation import TOLERANCE, summarise_conservation
 from benloss.explanation.scores import ALL_CLASSES
 from benloss.facts.loss_catalog import LOSS_IDS, PAPER_LOSS_IDS, loss_info
 from benloss.facts.nomenclature import classes
@@ -196,7 +197,8 @@ def _zbox_summary(bounds: pd.DataFrame) -> dict:
     pixels = int(bounds["pixels"].sum())
     return {"source": str(bounds["source"].iloc[0]), "pixels": pixels,
             "above_10000": int(bounds["above_10000"].sum()), "outside_bounds": int(bounds["outside_bounds"].sum()),
-            "above_share": bounds["above_10000"].sum() / max(pixels, 1)}  # fmt: skip
+            "above_share": bounds["above_10000"].sum() / max(pixels, 1),
+            "outside_share": bounds["outside_bounds"].sum() / max(pixels, 1)}  # fmt: skip
 
 
 def _asked(size: float | int) -> str:
@@ -233,7 +235,7 @@ def selection_view(summary: dict) -> dict:
 
 
 def seed_spreads(long: pd.DataFrame) -> list[dict]:
-    """Sample F1 per loss: seed mean ± std beside the test-image interval, and which spread dominates."""
+    """Sample F1 per loss: seed mean ± std beside its two-level interval, and which spread dominates."""
     rows = long[(long["metric"] == "F1") & (long["seeds"] > 1)]
     return rows[["loss", "mean", "std", "ci_low", "ci_high", "test_se", "dominant_spread"]].to_dict("records")
 
@@ -304,10 +306,8 @@ def context(inputs: ReportInputs) -> dict:
         "lrp_summary": lrp[lrp["class"] == ALL_CLASSES].to_dict("records"),
         "lrp_per_class": int(config["explain"]["per_class"]),
         "zbox": _zbox_summary(bounds),
-        "conservation": conservation.groupby("loss", sort=False)["ratio"]
-        .agg(["median", "min", "max"])
-        .reset_index()
-        .to_dict("records"),
+        "conservation": summarise_conservation(conservation).to_dict("records"),
+        "conservation_tolerance": TOLERANCE,
         "guidelines": guidelines(table2, table1_long, pairwise),
         "guideline_rules": [
             (column, "higher" if higher else "lower", meaning) for _, column, higher, _, meaning in RULES
@@ -332,8 +332,12 @@ def context(inputs: ReportInputs) -> dict:
             f"first convolution of each branch (10 m, 20 m, 60 m): ZBox, per-band bounds {bounds['source'].iloc[0]},"
             " normalised like the inputs",
             "other convolutions: ZPlus",
-            "fully connected layers: Epsilon (ε = 1e-6)",
+            "fully connected layers and the decision head: Epsilon (ε = 1e-6) with the bias's share of each neuron's"
+            " relevance spread over its inputs by |x_i w_ij| (EpsilonSpreadBias)",
+            "the convolutions' rules leave the biases out (zennit's zero_params): each layer hands on all the"
+            " relevance it receives",
             "BatchNorm merged into the preceding layers (SequentialMergeBatchNorm), model in eval mode",
+            "explained: each loss's decision score for the class, a linear head appended to the logits",
         ],
     }
 

@@ -46,8 +46,9 @@ MARKS = ("H", "M", "L")
 def table1(metrics: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
     """Long table: metric, loss (abbreviation), mean and std over seeds (in %), number of seeds.
 
-    With the bootstrap's ``intervals`` (``benloss.evaluation.bootstrap.interval_table``), also the 95 %
-    test-image interval ``ci_low``/``ci_high`` of the mean, its standard error ``test_se`` and which spread dominates.
+    With the bootstrap's ``intervals`` (``benloss.evaluation.bootstrap.interval_table``), also the two-level 95 %
+    interval ``ci_low``/``ci_high`` of the mean (seeds and test set), the test-set standard error ``test_se`` of one
+    model and which spread dominates.
     """
     rows = []
     for label, column in TABLE1_ROWS:
@@ -70,13 +71,32 @@ def _cell(mean: float, std: float, low: float = np.nan, high: float = np.nan) ->
     return cell if np.isnan(low) else f"{cell} [{low:.1f}, {high:.1f}]"
 
 
+#: Table 1's last column: per metric, the larger spread (seeds or test set) and for how many losses.
+SPREAD_COLUMN = "larger spread"
+
+
+def dominant_spread(spreads: pd.Series) -> str:
+    """'seeds (5 of 7 losses)': the spread larger for most losses ('tie' where as many say each); — with one seed,
+    where it is unknown."""
+    known = spreads[spreads.isin(["seeds", "test set"])]
+    if known.empty:
+        return "—"
+    counts = known.value_counts()
+    if len(counts) == 2 and counts.iloc[0] == counts.iloc[1]:
+        return f"tie ({counts.iloc[0]} and {counts.iloc[1]} of {len(spreads)} losses)"
+    return f"{counts.index[0]} ({counts.iloc[0]} of {len(spreads)} losses)"
+
+
 def table1_wide(long: pd.DataFrame) -> pd.DataFrame:
-    """Formatted Table 1: rows metrics, columns losses, cells ``mean``, ``mean ± std`` and ``[ci_low, ci_high]``."""
+    """Formatted Table 1: rows metrics, columns losses, cells ``mean``, ``mean ± std`` and ``[ci_low, ci_high]``;
+    a last column says which spread, seeds or test set, is the larger for most losses."""
     columns = [long[name] for name in ("mean", "std", "ci_low", "ci_high")]
     cells = long.assign(cell=[_cell(*values) for values in zip(*columns, strict=True)])
     wide = cells.pivot(index="metric", columns="loss", values="cell")
     order = [abbreviation for abbreviation in cells["loss"].drop_duplicates()]
-    return wide.loc[[label for label, _ in TABLE1_ROWS], order]
+    wide = wide.loc[[label for label, _ in TABLE1_ROWS], order]
+    wide[SPREAD_COLUMN] = cells.groupby("metric")["dominant_spread"].agg(dominant_spread).loc[wide.index]
+    return wide
 
 
 def paper_table1() -> pd.DataFrame:
@@ -258,13 +278,18 @@ def write_tables(
     with atomic_outputs(*(outdir / name for name in TABLE_FILES.values())) as paths:
         t1_csv, t1_md, t1_tex, t1_paper, t2_csv, t2_md, pc_csv, ap_csv, probability_csv = paths
         long.to_csv(t1_csv, index=False)
-        paper_block = paper.reindex(columns=wide.columns)  # later additions have no paper numbers: "—"
+        paper_block = paper.reindex(columns=wide.columns.drop(SPREAD_COLUMN))  # later additions: "—"
         t1_md.write_text(
-            _markdown(wide, f"{label}Table 1: test metrics in % (mean ± std over seeds [95 % test-image interval])")
+            _markdown(
+                wide,
+                f"{label}Table 1: test metrics in % (mean over seeds ± seed std [95 % interval over "
+                "seeds and test set])",
+            )
             + "\n"
             + _markdown(paper_block, "Table 1 of the paper (BigEarthNet-19, in %)", digits=1)
         )
-        caption = f"{label}Test precision, recall and F1 in \\% (mean ± std over seeds [95 \\% bootstrap interval])."
+        caption = (f"{label}Test precision, recall and F1 in \\% (mean over seeds ± seed std [95 \\% interval "
+                   "over seeds and test set]).")  # fmt: skip
         t1_tex.write_text(wide.to_latex(caption=caption, label="tab:table1"))
         paper.to_csv(t1_paper)
         table2_frame.to_csv(t2_csv)
