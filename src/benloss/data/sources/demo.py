@@ -87,7 +87,7 @@ def _write_metadata(folder: Path, rows: list[dict], lists: Mapping[str, Path]) -
     snow = table.index.isin(read_list(lists["snow"]))
     cloud = table.index.isin(read_list(lists["cloud"])) & ~snow
     table = table.assign(
-        split=split.fillna("train"),
+        split=split.fillna("train").astype("str"),  # a string column even where no patch is excluded
         country="Demo",
         s1_name="",
         contains_seasonal_snow=snow,
