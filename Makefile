@@ -34,6 +34,9 @@ lint: setup
 	$(BIN)/snakemake --lint --cores 1 --configfile .test/config/config_v2.yaml
 	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet.yaml config/bigearthnet_extended.yaml
 	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet_v2.yaml config/bigearthnet_v2_extended.yaml
+	$(BIN)/snakemake --lint --cores 1 --configfile .test/config/config.yaml
+	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet_v2.yaml config/bigearthnet_v2_architectures.yaml
+	$(BIN)/snakemake --lint --cores 1 --configfile config/bigearthnet_v2.yaml config/bigearthnet_v2_resnet50_anchor.yaml
 
 report: setup
 	$(BIN)/snakemake --cores 1 --report results/demo/snakemake-report.zip

@@ -8,7 +8,10 @@ bf16 + channels-last + torch.compile at widths 128 and 1024, batch 256, ``cudnn.
 routes (memory-map gather into pinned memory with non-blocking copies; device-resident) against the fastest
 training variant; (d) packing: 1, 2 and 4 training processes on the one card at once, total images/s; (e) the
 paper study's cost on this card (7 losses x 80 epochs x (269,695 + 123,723) images, evaluation and LRP) in
-GPU-hours, for one job per card and for the best packing.
+GPU-hours, for one job per card and for the best packing; (f) every architecture (``--architectures``, all of the
+registry's by default): training and forward images/s in fp32 and bf16 + channels-last at the study's batch, peak
+GPU memory, and the GPU-hours of the losses' study with it (one job per card). Without timm, the timm backbones
+skip with a message.
 
 It needs torch, numpy, pandas, pytest, tqdm, matplotlib and scipy, not rasterio, pyarrow, snakemake or lmdb;
 without zennit the LRP test and timing skip with a message. Writes ``gpu_check.json`` and ``gpu_check.md``.
@@ -37,7 +40,7 @@ import run as bench
 
 from benloss.data.encode import write_random_encoded
 from benloss.facts.bands import official_band_statistics
-from benloss.facts.loss_catalog import LOSS_IDS
+from benloss.facts.loss_catalog import PAPER_LOSS_IDS
 from benloss.training.batches import DeviceResidentSplit, EncodedSplit, batch_plan, loader, to_device
 from benloss.training.models import BandNormalizer
 
@@ -108,9 +111,9 @@ def gpu_tests(out: Path, smoke: bool) -> dict:
 
 
 # -- (b) ------------------------------------------------------------------------------------------
-def forward_step(width: int, batch: int, device: str, variant: str):
+def forward_step(width: int, batch: int, device: str, variant: str, architecture: str = "kbranch"):
     """Validation's forward pass (no gradients) for ``variant``, warmed up."""
-    model, forward, layout = bench.variant_model(width, device, variant)
+    model, forward, layout = bench.variant_model(width, device, variant, architecture)
     model.eval()
     inputs = bench.random_inputs(batch, device, layout)
 
@@ -137,6 +140,49 @@ def training_speed(device: str, sizes: Sizes) -> list[dict]:
                          "forward_images_per_s": forward,
                          "seconds_with_warmup": time.perf_counter() - started})  # fmt: skip
             print(f"  width {width} {variant}: {train:.4g} images/s training, {forward:.4g} forward", flush=True)
+    return rows
+
+
+# -- (f) ------------------------------------------------------------------------------------------
+#: The variants each architecture is timed in.
+ARCHITECTURE_VARIANTS = ("fp32", "bf16+channels-last")
+
+
+def peak_memory_gib(device: str) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+
+
+def architecture_speed(device: str, sizes: Sizes, architectures: list[str], width: int) -> list[dict]:
+    """Training and forward images/s of every architecture in ARCHITECTURE_VARIANTS, with peak GPU memory and the
+    losses' study's GPU-hours with it (7 losses × 80 epochs, validation each epoch, one evaluation)."""
+    from benloss.architectures import architecture
+
+    rows = []
+    for architecture_id in architectures:
+        entry = architecture(architecture_id)
+        if entry.timm_name and importlib.util.find_spec("timm") is None:
+            print(f"  {architecture_id}: timm is not installed here; skipped", flush=True)
+            rows.append({"architecture": architecture_id, "skipped": "timm is not installed"})
+            continue
+        for variant in ARCHITECTURE_VARIANTS[: 1 if sizes.seconds < 1 else None]:
+            if device == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            step = bench.training_step(width, sizes.batch, device, variant, architecture_id)
+            train = rate_for(step, sizes.batch, device, sizes.seconds)
+            memory = peak_memory_gib(device)
+            del step
+            forward = rate_for(forward_step(width, sizes.batch, device, variant, architecture_id), sizes.batch,
+                               device, sizes.seconds)  # fmt: skip
+            models = len(PAPER_LOSS_IDS)
+            seconds = models * (EPOCHS * (bench.TRAIN_IMAGES / train + bench.VAL_IMAGES / forward)
+                                + bench.TEST_IMAGES / forward)  # fmt: skip
+            rows.append({"architecture": architecture_id, "name": entry.name, "variant": variant,
+                         "train_images_per_s": train, "forward_images_per_s": forward, "peak_memory_gib": memory,
+                         "study_gpu_hours": seconds / 3600})  # fmt: skip
+            shown = "n/a" if memory is None else f"{memory:.1f} GiB"
+            print(f"  {entry.name} {variant}: {train:.4g} images/s training, {forward:.4g} forward, peak {shown}, "
+                  f"study {seconds / 3600:.2f} GPU-hours", flush=True)  # fmt: skip
     return rows
 
 
@@ -237,7 +283,7 @@ def projection(training: list[dict], packed: list[dict], lrp: float | None, widt
     best = fastest(training, width)
     single = packed[0]["total_images_per_s"]
     best_packing = max(packed, key=lambda row: row["total_images_per_s"])
-    models = len(LOSS_IDS)
+    models = len(PAPER_LOSS_IDS)
     lrp_total = models * (lrp or 0.0)
     note = "measured" if lrp is not None else "zennit missing: LRP not timed (counted as 0)"
     result = {"width": width, "variant": best["variant"], "lrp_seconds_per_model": lrp, "lrp_note": note}
@@ -283,10 +329,21 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name.replace('_', ' ')} | {r['processes']} | {r['train_hours']:.2f} | "
                      f"{r['validation_hours']:.2f} | {r['evaluation_hours']:.3f} | {r['lrp_hours']:.4f} | "
                      f"{r['gpu_hours']:.2f} | {'yes' if r['meets_1_gpu_hour_goal'] else 'no'} |")  # fmt: skip
+    lines += ["", f"## (f) Architectures, batch {result['sizes']['batch']} (K-Branch at width {p['width']})", "",
+              "7 losses × 80 epochs of training and validation, and one test evaluation, one job per card.", "",
+              "| architecture | variant | training images/s | forward images/s | peak GiB | study GPU-hours |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in result["architectures"]:
+        if "skipped" in r:
+            lines.append(f"| {r['architecture']} | skipped: {r['skipped']} | | | | |")
+            continue
+        memory = "n/a" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.1f}"
+        lines.append(f"| {r['name']} | {r['variant']} | {r['train_images_per_s']:.4g} | "
+                     f"{r['forward_images_per_s']:.4g} | {memory} | {r['study_gpu_hours']:.2f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def check(out: Path, smoke: bool, packing_seconds: float | None = None) -> dict:
+def check(out: Path, smoke: bool, packing_seconds: float | None = None, architectures: list[str] | None = None) -> dict:
     """Run (a) to (e), write ``gpu_check.json`` and ``gpu_check.md`` to ``out``, return the results."""
     sizes = SMOKE if smoke else FULL
     if packing_seconds is not None:
@@ -309,12 +366,16 @@ def check(out: Path, smoke: bool, packing_seconds: float | None = None) -> dict:
     packed = packing(device, sizes, width, variant)
     print("(e) projection", flush=True)
     lrp = lrp_seconds(device, width)
+    print("(f) architectures", flush=True)
+    from benloss.architectures import ARCHITECTURE_IDS
+
+    timed_architectures = architecture_speed(device, sizes, list(architectures or ARCHITECTURE_IDS), width)
     result = {
         "device_name": torch.cuda.get_device_name() if device == "cuda" else "CPU (smoke run)",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__, "cuda": torch.version.cuda, "smoke": smoke, "sizes": asdict(sizes),
         "tests": tests, "training": training, "loader": loading, "packing_variant": variant, "packing": packed,
-        "projection": projection(training, packed, lrp, width),
+        "projection": projection(training, packed, lrp, width), "architectures": timed_architectures,
     }  # fmt: skip
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")
     summary = markdown(result)
@@ -330,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="every step on the CPU at tiny sizes (seconds)")
     parser.add_argument("--packing-seconds", type=float, default=None,
                         help="seconds each packing round trains (default 60; 1 with --smoke)")  # fmt: skip
+    parser.add_argument("--architectures", nargs="+", default=None,
+                        help="architectures timed in (f) (default: every one of benloss.architectures)")  # fmt: skip
     parser.add_argument("--pack-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, default=1024, help=argparse.SUPPRESS)
@@ -344,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA device here (torch.cuda.is_available() is False). Run it on a GPU machine, "
               "or run `--smoke` to check the script on the CPU.", file=sys.stderr)  # fmt: skip
         return 2
-    result = check(args.out, args.smoke, args.packing_seconds)
+    result = check(args.out, args.smoke, args.packing_seconds, args.architectures)
     return 1 if result["tests"]["returncode"] not in (0, 5) else 0
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benloss.architectures import DEFAULT_ARCHITECTURE
+from benloss.architectures.build import build_model
 from benloss.data.archive import decode_band_with_rasterio, decode_patch, iter_patches
 from benloss.data.encode import encode_archive
 from benloss.data.encoded import read_patch_names
@@ -199,12 +201,13 @@ def check_variant(variant: str) -> None:
 
 
 def variant_model(
-    width: int, device: str, variant: str
+    width: int, device: str, variant: str, architecture: str = DEFAULT_ARCHITECTURE
 ) -> tuple[torch.nn.Module, torch.nn.Module, torch.memory_format]:
-    """A K-Branch CNN set up as ``variant`` says: the model, what to call (compiled or not) and the input layout."""
+    """A model (the K-Branch CNN by default) set up as ``variant`` says: the model, what to call (compiled or not)
+    and the input layout."""
     options = set(variant.split("+"))
     layout = torch.channels_last if "channels-last" in options else torch.contiguous_format
-    model = KBranchCNN(width).to(device, memory_format=layout)
+    model = build_model(architecture, width, 19).to(device, memory_format=layout)
     return model, torch.compile(model) if "compile" in options else model, layout
 
 
@@ -213,9 +216,9 @@ def random_inputs(batch_size: int, device: str, layout: torch.memory_format) -> 
             for g in BAND_GROUPS]  # fmt: skip
 
 
-def training_step(width: int, batch_size: int, device: str, variant: str):
+def training_step(width: int, batch_size: int, device: str, variant: str, architecture: str = DEFAULT_ARCHITECTURE):
     """One forward + backward + RMSprop step of ``variant`` on fixed random inputs on the device, warmed up."""
-    model, forward, layout = variant_model(width, device, variant)
+    model, forward, layout = variant_model(width, device, variant, architecture)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
     inputs = random_inputs(batch_size, device, layout)
     targets = (torch.rand(batch_size, 19, device=device) < 0.2).float()

@@ -80,19 +80,19 @@ def demo_lists(folder: Path) -> dict[str, Path]:
 
 
 def run_files(root: Path, pattern: str) -> list[Path]:
-    """The files of a fake run matching ``pattern`` (e.g. ``models/*/seed*/history.csv``), as a rule lists them."""
+    """The files of a fake run matching ``pattern`` (e.g. ``models/*/*/seed*/history.csv``), as a rule lists them."""
     return sorted(Path(root).glob(pattern))
 
 
 def histories_of(root: Path) -> list[Path]:
-    return run_files(root, "models/*/seed*/history.csv")
+    return run_files(root, "models/*/*/seed*/history.csv")
 
 
 def table_inputs(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """The evaluations' ``metrics.json`` and ``per_class.csv`` and the ``history.csv`` files of a fake run."""
     return (
-        run_files(root, "eval/*/seed*/metrics.json"),
-        run_files(root, "eval/*/seed*/per_class.csv"),
+        run_files(root, "eval/*/*/seed*/metrics.json"),
+        run_files(root, "eval/*/*/seed*/per_class.csv"),
         histories_of(root),
     )
 
@@ -104,7 +104,7 @@ def write_fake_run(root: Path, losses=PAPER_LOSS_IDS, seeds=(0, 1)) -> dict:
         for seed in seeds:
             f1 = 0.1 * i + 0.01 * seed
             truth[(loss, seed)] = f1
-            folder = root / "models" / loss / f"seed{seed}"
+            folder = root / "models" / "kbranch" / loss / f"seed{seed}"
             folder.mkdir(parents=True)
             epochs = np.arange(1, 6)
             curve = f1 * np.minimum(epochs / (i + 1), 1.0)
@@ -113,7 +113,7 @@ def write_fake_run(root: Path, losses=PAPER_LOSS_IDS, seeds=(0, 1)) -> dict:
                           "zero_grad_fraction": 0.01 * i,
                           "train_seconds": 1.0 + i, "val_seconds": 1.0, "images_per_second": 1.0}).to_csv(
                 folder / "history.csv", index=False)  # fmt: skip
-            evaluation = root / "eval" / loss / f"seed{seed}"
+            evaluation = root / "eval" / "kbranch" / loss / f"seed{seed}"
             evaluation.mkdir(parents=True)
             own = {"precision_samples": f1 + 0.05, "recall_samples": f1 - 0.05, "f1_samples": f1, "f1_micro": f1,
                    "f1_macro": f1 / 2, "precision_micro": f1 + 0.04, "recall_micro": f1 - 0.04,

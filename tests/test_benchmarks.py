@@ -53,7 +53,9 @@ def test_training_rows_need_torch_alone(tmp_path):
 
 
 #: What a bare GPU machine lacks: its Python has torch, numpy, pandas, pytest, tqdm, matplotlib and scipy only.
-BARE_MACHINE = "import sys; sys.modules.update(rasterio=None, zennit=None, snakemake=None, lmdb=None, pyarrow=None)\n"
+BARE_MACHINE = (
+    "import sys; sys.modules.update(rasterio=None, zennit=None, snakemake=None, lmdb=None, pyarrow=None, timm=None)\n"
+)
 
 
 @pytest.mark.slow
@@ -77,6 +79,24 @@ def test_gpu_check_smoke_runs_every_step_on_a_bare_machine(tmp_path):
     assert projected["lrp_seconds_per_model"] is None and "zennit missing" in projected["lrp_note"]
     assert 0 < projected["best_packing"]["gpu_hours"] <= projected["one_job_per_card"]["gpu_hours"]
     assert "## (e) The paper study on this card" in (tmp_path / "out" / "gpu_check.md").read_text()
+    timed = {row["architecture"]: row for row in check["architectures"]}
+    assert timed["kbranch"]["train_images_per_s"] > 0 and timed["kbranch"]["study_gpu_hours"] > 0
+    assert {name for name, row in timed.items() if "skipped" in row} == {"resnet18", "resnet50", "vit_small"}
+
+
+def test_gpu_check_times_a_timm_backbone(monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)
+    spec.loader.exec_module(module)
+    (row,) = module.architecture_speed("cpu", module.SMOKE, ["resnet18"], 16)
+    assert (row["name"], row["variant"]) == ("ResNet-18", "fp32") and row["peak_memory_gib"] is None
+    assert row["train_images_per_s"] > 0 and row["forward_images_per_s"] > 0
+    # 7 losses × (80 epochs × (training + validation) + one evaluation), at the measured rates.
+    images = 7 * (80 * (module.bench.TRAIN_IMAGES / row["train_images_per_s"]
+                        + module.bench.VAL_IMAGES / row["forward_images_per_s"])
+                  + module.bench.TEST_IMAGES / row["forward_images_per_s"])  # fmt: skip
+    assert row["study_gpu_hours"] == pytest.approx(images / 3600)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -10,6 +10,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from benloss.architectures.registry import ARCHITECTURE_IDS, DEFAULT_ARCHITECTURE
 from benloss.errors import BenlossError
 from benloss.facts.patch_names import GRID_SIDE
 from benloss.facts.splits import SPLITS
@@ -98,9 +99,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from benloss.training.config import TrainConfig
     from benloss.training.train import train
 
-    config = TrainConfig.from_sections(
-        json.loads(args.training), json.loads(args.model), args.loss, args.seed, json.loads(args.loss_params)
-    )
+    config = TrainConfig.from_sections(json.loads(args.training), json.loads(args.model), args.loss, args.seed,
+                                       json.loads(args.loss_params), architecture=args.architecture)  # fmt: skip
+    config.snapshots = args.snapshots
     with gpu_slot(config.device, args.jobs_per_gpu, args.gpu_lock_dir):
         train(config, args.encoded, args.class_counts, args.out)
 
@@ -118,6 +119,13 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
 
     write_bootstrap(args.metrics, args.test_scores, args.runs, args.encoded, args.class_counts, args.out,
                     n_boot=args.bootstrap, seed=args.seed, block=args.block)  # fmt: skip
+
+
+def cmd_architectures(args: argparse.Namespace) -> None:
+    from benloss.evaluation.architectures import write_architecture_comparison
+
+    write_architecture_comparison(args.metrics, args.test_scores, args.runs, args.encoded, args.out,
+                                  n_boot=args.bootstrap, seed=args.seed, block=args.block)  # fmt: skip
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
@@ -201,15 +209,20 @@ def parser() -> argparse.ArgumentParser:
                    help="drop and count listed patches the archive lacks (default: stop with an error)")  # fmt: skip
     p.set_defaults(func=cmd_prepare)
 
-    p = steps.add_parser("train", help="train one K-Branch CNN with one loss")
+    p = steps.add_parser("train", help="train one model (an architecture) with one loss")
     p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (train and val splits)")
     p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (W-CEL's class weights)")
     p.add_argument("--out", type=Path, required=True, help="the model's folder (model, history, checkpoint)")
     p.add_argument("--loss", required=True, help="loss id (benloss.facts.loss_catalog.LOSS_IDS)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
+    p.add_argument("--architecture", default=DEFAULT_ARCHITECTURE, choices=ARCHITECTURE_IDS,
+                   help="the model's architecture (benloss.architectures)")  # fmt: skip
     p.add_argument("--training", default="{}", help="the config's training section as JSON (absent keys: defaults)")
-    p.add_argument("--model", default='{"width": 1024}', help="the config's model section as JSON")
+    p.add_argument("--model", default='{"width": 1024}',
+                   help="the config's model section as JSON (width; recipes per architecture)")  # fmt: skip
     p.add_argument("--loss-params", default="{}", help="JSON object of the loss's parameters")
+    p.add_argument("--snapshots", type=int, default=0,
+                   help="keep the weights every this many epochs and after the last, for the landscapes (0: none)")  # fmt: skip
     p.add_argument("--jobs-per-gpu", type=int, default=1,
                    help="jobs sharing one card when no scheduler assigns devices (see benloss.gpu)")  # fmt: skip
     p.add_argument("--gpu-lock-dir", type=Path, default=None,
@@ -239,6 +252,19 @@ def parser() -> argparse.ArgumentParser:
                    help="side of the resampled blocks in patch positions of an acquisition (1: per patch)")  # fmt: skip
     p.set_defaults(func=cmd_bootstrap)
 
+    p = steps.add_parser("architectures", help="the losses' rankings compared across architectures (Kendall's tau)")
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="every architecture's models' metrics.json")
+    p.add_argument("--test-scores", type=Path, nargs="+", required=True,
+                   help="every architecture's models' test_scores.npy")  # fmt: skip
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="every architecture's models' run.json")
+    p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (test labels, patch names)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (headline, ranking, agreement, figure)")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test set")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
+    p.add_argument("--block", type=int, default=GRID_SIDE,
+                   help="side of the resampled blocks in patch positions of an acquisition (1: per patch)")  # fmt: skip
+    p.set_defaults(func=cmd_architectures)
+
     p = steps.add_parser("tables", help="Table 1, Table 2 and the per-class table")
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="every model's metrics.json")
     p.add_argument("--per-class", type=Path, nargs="+", required=True, help="every model's per_class.csv")
@@ -264,7 +290,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", required=True, help="Fig. 1's examples: JSON list of {class, patch?}")
     p.add_argument("--per-class", type=int, default=100, help="test patches per class scored against reference maps")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified sample and the bootstrap")
-    p.add_argument("--out", type=Path, required=True, help="the run folder to write figures/, tables/, explain/ into")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the architecture's folder (<run>/<arch>) to write figures/, tables/, explain/ into",
+    )
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     _add_gpu_options(p)
     p.set_defaults(func=cmd_explain)

@@ -8,9 +8,10 @@ imports it to name what it writes, so no path or file name is written twice. A r
         demo_archive/                    the synthetic archive (demo only)
         labels/                          LABEL_FILES, subset_list(split) (with data.subset)
         encoded/                         encoded_array(split, part), patch_list(split), ENCODED_FILES
-        models/<loss>/seed<seed>/        MODEL_FILES (and the checkpoint while training)
-        eval/<loss>/seed<seed>/          EVALUATION_FILES
-        tables/ figures/ explain/        TABLE_FILES, FIGURE_FILES, EXPLANATION_FILES
+        models/<arch>/<loss>/seed<seed>/ MODEL_FILES (and the checkpoint while training)
+        eval/<arch>/<loss>/seed<seed>/   EVALUATION_FILES
+        <arch>/tables/ figures/ explain/ one architecture's TABLE_FILES, FIGURE_FILES, EXPLANATION_FILES
+        architectures/                   ARCHITECTURE_FILES, the losses compared across architectures
         logs/                            one log per job
         report.html
 """
@@ -35,7 +36,7 @@ ENCODED_FILES = {
 }
 #: The part of a per-split encoded array that holds reference maps (the band groups and ``labels`` are the others).
 REFERENCE_MAPS = "reference_maps"
-#: One trained model's files (under ``models/<loss>/seed<seed>/``).
+#: One trained model's files (under ``models/<arch>/<loss>/seed<seed>/``).
 MODEL_FILES = {
     "model": "model.pt",
     "history": "history.csv",
@@ -44,7 +45,9 @@ MODEL_FILES = {
     "run": "run.json",
 }
 CHECKPOINT = "checkpoint.pt"
-#: One evaluation's files (under ``eval/<loss>/seed<seed>/``).
+#: Where a model's weight snapshots go (``landscape.snapshots``), under its folder.
+SNAPSHOTS = "snapshots"
+#: One evaluation's files (under ``eval/<arch>/<loss>/seed<seed>/``).
 EVALUATION_FILES = {
     "metrics": "metrics.json",
     "per_class": "per_class.csv",
@@ -77,7 +80,7 @@ FIGURE_FILES = {
     "pr_curves": "pr_curves.png",  # micro precision-recall curves, one per loss
     "reliability": "reliability.png",  # reliability diagrams of σ(z)
 }
-#: The explanation stage's files, relative to the run folder.
+#: The explanation stage's files, relative to an architecture's folder (``<run>/<arch>``).
 EXPLANATION_FILES = {
     "figure": "figures/lrp_heatmaps.png",
     "figure_pdf": "figures/lrp_heatmaps.pdf",
@@ -88,6 +91,14 @@ EXPLANATION_FILES = {
     "chart_pdf": "figures/lrp_scores.pdf",
     "conservation": "explain/conservation.csv",
     "bounds": "explain/zbox_bounds.csv",
+}
+#: The comparison across architectures (under ``architectures/``).
+ARCHITECTURE_FILES = {
+    "headline": "headline.csv",  # Table 1's headline rows per architecture
+    "ranking": "ranking.csv",  # the losses' ranks per architecture and metric
+    "agreement": "agreement.csv",  # Kendall's tau between architectures' rankings, with intervals
+    "figure": "ranking.png",
+    "figure_pdf": "ranking.pdf",
 }
 REPORT = "report.html"
 RUN_CONFIG = "config.yaml"
@@ -126,7 +137,9 @@ DEMO_FILES = {
     },
 }
 
-_MODEL_FOLDER = re.compile(r"(?:^|/)(?:models|eval)/(?P<loss>[a-z0-9_]+)/seed(?P<seed>\d+)/[^/]+$")
+_MODEL_FOLDER = re.compile(
+    r"(?:^|/)(?:models|eval)/(?P<architecture>[a-z0-9_]+)/(?P<loss>[a-z0-9_]+)/seed(?P<seed>\d+)/[^/]+$"
+)
 
 
 def encoded_array(split: str, part: str) -> str:
@@ -145,19 +158,46 @@ def patch_list(split: str) -> str:
     return f"{split}_patches.txt"
 
 
-def model_folder(run: str, loss: str, seed: int | str) -> str:
-    """``<run>/models/<loss>/seed<seed>``: one trained model's folder."""
-    return f"{run}/models/{loss}/seed{seed}"
+def snapshot(epoch: int) -> str:
+    """File name (under a model's ``SNAPSHOTS`` folder) of its weights after ``epoch``."""
+    return f"epoch{epoch:03d}.pt"
 
 
-def evaluation_folder(run: str, loss: str, seed: int | str) -> str:
-    """``<run>/eval/<loss>/seed<seed>``: one model's test evaluation."""
-    return f"{run}/eval/{loss}/seed{seed}"
+def snapshot_epochs(epochs: int, every: int) -> list[int]:
+    """The epochs whose weights training keeps: every ``every``-th and the last (none when ``every`` is 0)."""
+    if every <= 0:
+        return []
+    return sorted({*range(every, epochs + 1, every), epochs})
+
+
+def model_folder(run: str, architecture: str, loss: str, seed: int | str) -> str:
+    """``<run>/models/<arch>/<loss>/seed<seed>``: one trained model's folder."""
+    return f"{run}/models/{architecture}/{loss}/seed{seed}"
+
+
+def evaluation_folder(run: str, architecture: str, loss: str, seed: int | str) -> str:
+    """``<run>/eval/<arch>/<loss>/seed<seed>``: one model's test evaluation."""
+    return f"{run}/eval/{architecture}/{loss}/seed{seed}"
+
+
+def architecture_folder(run: str, architecture: str) -> str:
+    """``<run>/<arch>``: one architecture's tables, figures and explanations."""
+    return f"{run}/{architecture}"
+
+
+def _model_match(path: str | PurePath) -> re.Match:
+    match = _MODEL_FOLDER.search(PurePath(path).as_posix())
+    if match is None:
+        raise InputError(f"{path}: not a file of models/<arch>/<loss>/seed<seed>/ or eval/<arch>/<loss>/seed<seed>/")
+    return match
 
 
 def model_of(path: str | PurePath) -> tuple[str, int]:
     """(loss, seed) of a file in a model's or an evaluation's folder, read from its path."""
-    match = _MODEL_FOLDER.search(PurePath(path).as_posix())
-    if match is None:
-        raise InputError(f"{path}: not a file of models/<loss>/seed<seed>/ or eval/<loss>/seed<seed>/")
+    match = _model_match(path)
     return match["loss"], int(match["seed"])
+
+
+def architecture_of(path: str | PurePath) -> str:
+    """The architecture of a file in a model's or an evaluation's folder, read from its path."""
+    return _model_match(path)["architecture"]

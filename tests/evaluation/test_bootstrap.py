@@ -238,7 +238,7 @@ def fake_evaluations(root: Path, losses=("cel", "sml"), seeds=(0, 1), n: int = 8
     pd.DataFrame({"class": classes(), "train": np.arange(19, 0, -1)}).to_csv(root / "counts.csv", index=False)
     for i, loss in enumerate(losses):
         for seed in seeds:
-            folder = root / "eval" / loss / f"seed{seed}"
+            folder = root / "eval" / "kbranch" / loss / f"seed{seed}"
             folder.mkdir(parents=True)
             scores = (rng.normal(size=labels.shape) + (1.5 + i) * (2 * labels - 1)).astype(np.float32)
             thresholds = {"sample": np.full(labels.shape[1], 0.5), "per_class": np.linspace(-1, 1, labels.shape[1])}
@@ -247,7 +247,7 @@ def fake_evaluations(root: Path, losses=("cel", "sml"), seeds=(0, 1), n: int = 8
                                   "thresholds_per_class": thresholds["per_class"].tolist()}  # fmt: skip
             (folder / "metrics.json").write_text(json.dumps(document))
             np.save(folder / "test_scores.npy", scores)
-            model = root / "models" / loss / f"seed{seed}"
+            model = root / "models" / "kbranch" / loss / f"seed{seed}"
             model.mkdir(parents=True)
             (model / "run.json").write_text(json.dumps({"loss_params": {}}))
     return labels
@@ -256,8 +256,8 @@ def fake_evaluations(root: Path, losses=("cel", "sml"), seeds=(0, 1), n: int = 8
 def bootstrap_of(root: Path, n_boot: int, block: int = 1) -> dict[str, pd.DataFrame]:
     """The bootstrap step on every evaluation under ``root``, given as its rule gives them."""
     return write_bootstrap(
-        sorted(root.glob("eval/*/seed*/metrics.json")), sorted(root.glob("eval/*/seed*/test_scores.npy")),
-        sorted(root.glob("models/*/seed*/run.json")), root / "encoded", root / "counts.csv", root / "tables",
+        sorted(root.glob("eval/*/*/seed*/metrics.json")), sorted(root.glob("eval/*/*/seed*/test_scores.npy")),
+        sorted(root.glob("models/*/*/seed*/run.json")), root / "encoded", root / "counts.csv", root / "tables",
         n_boot=n_boot, block=block,
     )  # fmt: skip
 
@@ -266,7 +266,7 @@ def test_bootstrap_step_from_evaluations_with_two_seeds(tmp_path):
     fake_evaluations(tmp_path)
     out = bootstrap_of(tmp_path, n_boot=200)
     intervals, pairwise = out["intervals"], out["pairwise"]
-    documents = {(loss, seed): json.loads((tmp_path / "eval" / loss / f"seed{seed}" / "metrics.json").read_text())
+    documents = {(loss, seed): json.loads((tmp_path / "eval" / "kbranch" / loss / f"seed{seed}" / "metrics.json").read_text())
                  for loss in ("cel", "sml") for seed in (0, 1)}  # fmt: skip
     row = intervals.set_index(["rule", "loss", "metric"]).loc[("calibrated", "SML", "f1_macro")]
     values = [100 * documents[("sml", seed)]["calibrated"]["f1_macro"] for seed in (0, 1)]
@@ -295,7 +295,7 @@ def test_bootstrap_step_from_evaluations_with_two_seeds(tmp_path):
     per_class = per_class.sort_index()
     assert len(per_class) == 2 * 2 * len(classes())
     labels = np.load(tmp_path / "encoded" / "test_labels.npy").astype(bool)
-    scores = [np.load(tmp_path / "eval" / "sml" / f"seed{seed}" / "test_scores.npy") for seed in (0, 1)]
+    scores = [np.load(tmp_path / "eval" / "kbranch" / "sml" / f"seed{seed}" / "test_scores.npy") for seed in (0, 1)]
     rule = build_rule("sml", labels.shape[1])
     f1 = [skm.f1_score(labels, rule.predict(torch.from_numpy(z)).numpy(), average=None, zero_division=np.nan)
           for z in scores]  # fmt: skip
@@ -310,7 +310,7 @@ def test_bootstrap_step_from_evaluations_with_two_seeds(tmp_path):
 
 def test_predictions_that_do_not_reproduce_metrics_json_are_refused(tmp_path):
     fake_evaluations(tmp_path, losses=("cel",), seeds=(0,))
-    path = tmp_path / "eval" / "cel" / "seed0" / "metrics.json"
+    path = tmp_path / "eval" / "kbranch" / "cel" / "seed0" / "metrics.json"
     document = json.loads(path.read_text())
     document["own_rule"]["f1_samples"] += 0.01
     path.write_text(json.dumps(document))

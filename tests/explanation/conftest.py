@@ -11,6 +11,7 @@ from benloss.training.config import TrainConfig
 from benloss.training.train import train
 
 from ..support import demo_lists
+from .support import model_path
 
 
 def demo_reference_maps(masks_path, patches: list[str]) -> np.ndarray:
@@ -42,5 +43,5 @@ def trained_demo(tmp_path_factory):
     # A little weight decay (the study's default is none) gives this 6-epoch model the localised relevance the
     # test of relevance inside the class regions needs.
     config = TrainConfig(loss="cel", width=32, epochs=6, batch_size=16, lr=1e-3, threads=2, weight_decay=2e-5)
-    history = train(config, root / "encoded", root / "labels/class_counts.csv", root / "models/cel/seed0")
+    history = train(config, root / "encoded", root / "labels/class_counts.csv", model_path(root).parent)
     return root, history

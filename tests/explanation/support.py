@@ -1,24 +1,30 @@
-"""What the explanation tests share: random inputs, a model with trained-like BatchNorm, a training statistics file.
-No tests here."""
+"""What the explanation tests share: random inputs, models with trained-like BatchNorm, model folders, a training
+statistics file. No tests here."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from benloss.architectures.build import build_model
 from benloss.facts.bands import BAND_GROUPS, BANDS
+from benloss.layout import MODEL_FILES, model_folder
+from benloss.training.config import TrainConfig
 from benloss.training.models import KBranchCNN
 
 
-def random_inputs(n: int = 4, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def random_inputs(n: int = 4, seed: int = 0, scale: int = 1) -> tuple[torch.Tensor, ...]:
+    """Standard normal band groups at their sizes divided by ``scale`` (a divisor of 20, for the stacked models,
+    which take any size the groups' ratios keep)."""
     g = torch.Generator().manual_seed(seed)
-    return tuple(torch.randn(n, len(gr.bands), gr.size, gr.size, generator=g) for gr in BAND_GROUPS)
+    return tuple(torch.randn(n, len(gr.bands), gr.size // scale, gr.size // scale, generator=g) for gr in BAND_GROUPS)
 
 
-def trained_like(width: int = 8, seed: int = 0) -> KBranchCNN:
-    """A model with non-trivial BatchNorm statistics, as after training."""
-    torch.manual_seed(seed)
-    model = KBranchCNN(width)
+def randomise_batch_norm(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with non-trivial BatchNorm statistics and affine parameters, as after training."""
     for module in model.modules():
         if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -26,6 +32,31 @@ def trained_like(width: int = 8, seed: int = 0) -> KBranchCNN:
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.2, 0.2)
     return model.eval()
+
+
+def trained_like(width: int = 8, seed: int = 0) -> KBranchCNN:
+    """A K-Branch CNN with non-trivial BatchNorm statistics, as after training."""
+    torch.manual_seed(seed)
+    return randomise_batch_norm(KBranchCNN(width))
+
+
+def trained_like_model(architecture_id: str, seed: int = 0, n_classes: int = 19) -> nn.Module:
+    """A registry model with non-trivial BatchNorm statistics, as after training."""
+    torch.manual_seed(seed)
+    return randomise_batch_norm(build_model(architecture_id, 8, n_classes))
+
+
+def model_path(run: Path, loss: str = "cel", architecture_id: str = "kbranch", seed: int = 0) -> Path:
+    """Where the layout puts a model's ``model.pt``."""
+    return Path(model_folder(str(run), architecture_id, loss, seed)) / MODEL_FILES["model"]
+
+
+def save_model(model: nn.Module, path: Path, config: TrainConfig, n_classes: int = 19) -> Path:
+    """``model`` written as the trainer writes ``model.pt`` (no fitted own rule)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "config": asdict(config), "n_classes": n_classes, "own_rule": {}},
+               path)  # fmt: skip
+    return path
 
 
 def write_training_statistics(folder, low: dict, high: dict, columns: tuple[str, str] = ("p0.1", "p99.9")) -> None:

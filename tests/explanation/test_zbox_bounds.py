@@ -20,9 +20,10 @@ from .support import trained_like, write_training_statistics
 
 
 def rule_map(statistics, bounds=None) -> dict:
-    """The K-Branch CNN's composite as {layer names: rule}, with ZBox bounds from ``bounds``."""
+    """The K-Branch CNN's composite as {layer name: rule}, with ZBox bounds from ``bounds``."""
     model = trained_like()
-    return dict(lrp_composite(model, input_bounds(model, statistics, bounds)).name_map)
+    rules = lrp_composite(model, input_bounds("kbranch", statistics, bounds)).module_map
+    return {name: rule for name, module in model.named_modules() if (rule := rules({}, name, module)) is not None}
 
 
 def box_bounds(rule: ZBox, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,11 +35,7 @@ def box_bounds(rule: ZBox, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_every_branch_input_gets_the_box_rule(demo_encoded):
     statistics = read_band_statistics(demo_encoded / "band_statistics.csv")
     mapped = rule_map(statistics)
-    rules = {names[0]: rule for names, rule in mapped.items() if len(names) == 1}
-    assert set(INPUT_CONVS) <= set(rules)
-    assert all(isinstance(rules[name], ZBox) for name in INPUT_CONVS)
-    others = [names for names in mapped if len(names) > 1]
-    assert not any(name in INPUT_CONVS for group in others for name in group)
+    assert [name for name, rule in mapped.items() if isinstance(rule, ZBox)] == list(INPUT_CONVS)
 
 
 def test_zbox_bounds_are_the_training_splits_percentiles_normalised(demo_encoded, tmp_path):
@@ -50,7 +47,7 @@ def test_zbox_bounds_are_the_training_splits_percentiles_normalised(demo_encoded
     assert "p0.1 and p99.9" in bounds.source
     mapped = rule_map(statistics, bounds)
     for group, name in zip(BAND_GROUPS, INPUT_CONVS, strict=True):
-        got_low, got_high = box_bounds(mapped[(name,)], len(group.bands))
+        got_low, got_high = box_bounds(mapped[name], len(group.bands))
         mean = torch.tensor([statistics.mean[b] for b in group.bands])
         std = torch.tensor([statistics.std[b] for b in group.bands])
         torch.testing.assert_close(got_low, (torch.tensor([low[b] for b in group.bands]) - mean) / std)
@@ -78,7 +75,7 @@ def test_zbox_bounds_fall_back_to_raw_0_and_10000_with_a_warning(demo_encoded, t
     assert "training_band_statistics.csv absent" in caplog.text
     assert set(bounds.low.values()) == {0.0} and set(bounds.high.values()) == {10000.0}
     statistics = read_band_statistics(demo_encoded / "band_statistics.csv")
-    got_low, got_high = box_bounds(rule_map(statistics)[(INPUT_CONVS[2],)], 2)
+    got_low, got_high = box_bounds(rule_map(statistics)[INPUT_CONVS[2]], 2)
     mean, std = (torch.from_numpy(a) for a in statistics.group_arrays(BAND_GROUPS[2]))
     torch.testing.assert_close(got_low, -mean / std)
     torch.testing.assert_close(got_high, (10000.0 - mean) / std)

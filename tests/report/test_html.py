@@ -28,7 +28,7 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.id, i.complete && i.naturalWidth > 0])"
         )
-        scored = len((tiny_run / "tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
+        scored = len((tiny_run / "kbranch/tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
         assert len(images) == 7 + scored and all(ok for _, ok in images), images
         banner = driver.execute_script("return document.getElementById('demo-banner').innerText")
         assert "not BigEarthNet results" in banner

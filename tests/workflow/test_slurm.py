@@ -49,6 +49,7 @@ def write_config(path: Path, run: str, **training) -> Path:
     config["run"] = run
     config["results"] = str(path.parent / "results")
     config["training"] |= {"gpu": True} | training
+    config["model"]["architectures"] = ["kbranch"]  # the tiny run's first: one SLURM job per loss and step
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -61,10 +62,14 @@ def test_study_through_slurm_equals_the_local_run(cluster, tiny_run, tmp_path):
     assert process.returncode == 0, output[-5000:]
     results = tmp_path / "results" / "slurm"
     for loss in SLURM_LOSSES:
-        ours = pd.read_csv(results / "models" / loss / "seed0" / "history.csv").drop(columns=list(TIMING_COLUMNS))
-        local = pd.read_csv(tiny_run / "models" / loss / "seed0" / "history.csv").drop(columns=list(TIMING_COLUMNS))
+        ours = pd.read_csv(results / "models" / "kbranch" / loss / "seed0" / "history.csv").drop(
+            columns=list(TIMING_COLUMNS)
+        )
+        local = pd.read_csv(tiny_run / "models" / "kbranch" / loss / "seed0" / "history.csv").drop(
+            columns=list(TIMING_COLUMNS)
+        )
         pd.testing.assert_frame_equal(ours, local)
-        log = (results / "logs" / "train" / f"{loss}_seed0.log").read_text()
+        log = (results / "logs" / "train" / "kbranch" / f"{loss}_seed0.log").read_text()
         assert "CUDA_VISIBLE_DEVICES=0" in log  # SLURM allocated the (fake) GPU to the job
     jobs = subprocess.run(["scontrol", "show", "jobs", "-o"], env=cluster.env, capture_output=True, text=True).stdout
     train_jobs = [line for line in jobs.splitlines() if "rule_train" in line or "_train_" in line or "train" in line]
@@ -78,9 +83,9 @@ def test_study_through_slurm_equals_the_local_run(cluster, tiny_run, tmp_path):
 def test_cancelled_training_is_resubmitted_and_resumes(cluster, tmp_path):
     config = write_config(tmp_path / "fault.yaml", "slurmfault", epochs=20, retries=2, losses=["cel"], batch_size=4)
     run = tmp_path / "results" / "slurmfault"
-    target = str(run / "models" / "cel" / "seed0" / "model.pt")
+    target = str(run / "models" / "kbranch" / "cel" / "seed0" / "model.pt")
     process = slurm_snakemake(cluster, "--configfile", str(config), "--jobs", "2", target)
-    checkpoint = run / "models" / "cel" / "seed0" / "checkpoint.pt"
+    checkpoint = run / "models" / "kbranch" / "cel" / "seed0" / "checkpoint.pt"
     deadline = time.time() + 400
     while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.5)
@@ -91,8 +96,8 @@ def test_cancelled_training_is_resubmitted_and_resumes(cluster, tmp_path):
     subprocess.run(["scancel", *job_ids], env=cluster.env, check=True)
     output, _ = process.communicate(timeout=1300)
     assert process.returncode == 0, output[-5000:]
-    log = (run / "logs" / "train" / "cel_seed0.log").read_text()
+    log = (run / "logs" / "train" / "kbranch" / "cel_seed0.log").read_text()
     resumed = re.search(r"resuming from .*checkpoint\.pt after epoch (\d+)", log)
     assert resumed and int(resumed.group(1)) >= 1, log[-3000:]
-    history = pd.read_csv(run / "models" / "cel" / "seed0" / "history.csv")
+    history = pd.read_csv(run / "models" / "kbranch" / "cel" / "seed0" / "history.csv")
     assert list(history["epoch"]) == list(range(1, 21))

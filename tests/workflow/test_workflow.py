@@ -15,20 +15,31 @@ from benloss.facts.loss_catalog import LOSS_IDS, PAPER_LOSS_IDS, loss_info
 
 from ..support import ROOT, TINY, snakemake
 
+ARCHITECTURES = yaml.safe_load(TINY.read_text())["model"]["architectures"]
+
 
 def test_every_stage_produces_its_outputs(tiny_run):
+    assert ARCHITECTURES == ["kbranch", "resnet18"]
     for path in ("labels/patches.parquet", "labels/class_counts.csv", "labels/summary.json", "encoded/meta.json",
-                 "tables/table1.csv", "tables/table2.csv", "tables/lrp_scores.csv", "figures/f1_curves.pdf",
-                 "figures/lrp_heatmaps.png", "figures/f1_time.png", "figures/pairwise_f1.png", "tables/intervals.csv",
-                 "figures/lrp_scores.png", "explain/zbox_bounds.csv",
-                 "report.html"):  # fmt: skip
+                 "architectures/headline.csv", "architectures/ranking.csv", "architectures/agreement.csv",
+                 "architectures/ranking.png", "report.html"):  # fmt: skip
         assert (tiny_run / path).exists(), path
+    for arch in ARCHITECTURES:  # every architecture's tables, figures and explanations
+        for path in ("tables/table1.csv", "tables/table2.csv", "tables/lrp_scores.csv", "figures/f1_curves.pdf",
+                     "figures/lrp_heatmaps.png", "figures/f1_time.png", "figures/pairwise_f1.png",
+                     "tables/intervals.csv", "figures/lrp_scores.png", "explain/zbox_bounds.csv",
+                     "explain/conservation.csv"):  # fmt: skip
+            assert (tiny_run / arch / path).exists(), (arch, path)
     assert set(yaml.safe_load(TINY.read_text())["training"]["losses"]) == set(LOSS_IDS)
-    for loss in LOSS_IDS:
-        history = pd.read_csv(tiny_run / "models" / loss / "seed0" / "history.csv")
-        assert list(history["epoch"]) == [1, 2]
-        assert json.loads((tiny_run / "eval" / loss / "seed0" / "metrics.json").read_text())["loss"] == loss
-    documents = [json.loads((tiny_run / "eval" / loss / "seed0" / "metrics.json").read_text()) for loss in LOSS_IDS]
+    for arch in ARCHITECTURES:
+        for loss in LOSS_IDS:
+            history = pd.read_csv(tiny_run / "models" / arch / loss / "seed0" / "history.csv")
+            assert list(history["epoch"]) == [1, 2]
+            run = json.loads((tiny_run / "models" / arch / loss / "seed0" / "run.json").read_text())
+            assert (run["architecture"], run["loss"]) == (arch, loss)
+            assert json.loads((tiny_run / "eval" / arch / loss / "seed0" / "metrics.json").read_text())["loss"] == loss
+    documents = [json.loads((tiny_run / "eval" / arch / loss / "seed0" / "metrics.json").read_text())
+                 for arch in ARCHITECTURES for loss in LOSS_IDS]  # fmt: skip
     assert len({document["calibration"] for document in documents}) == 1  # one protocol for every loss
     assert {
         document["loss"]: document["own_rule_parameters"] for document in documents if document["own_rule_parameters"]
@@ -36,14 +47,16 @@ def test_every_stage_produces_its_outputs(tiny_run):
 
 
 def test_each_job_logs_what_it_did(tiny_run):
-    log = (tiny_run / "logs" / "train" / "cel_seed0.log").read_text()
-    assert "device cpu" in log and "parameters" in log and "epoch 2:" in log
+    for arch in ARCHITECTURES:
+        log = (tiny_run / "logs" / "train" / arch / "cel_seed0.log").read_text()
+        assert f"architecture {arch}, device cpu" in log and "parameters" in log and "epoch 2:" in log
 
 
 def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     html = (tiny_run / "report.html").read_text()
     anchors = ("setup", "table1", "significance", "pairwise-matrix", "fig2", "f1-time", "per-class", "table2",
-               "table2-paper", "table2-agreement", "text-versus-maths", "fig1", "guidelines", "provenance")  # fmt: skip
+               "table2-paper", "table2-agreement", "text-versus-maths", "fig1", "architectures",
+               "architecture-agreement", "guidelines", "provenance")  # fmt: skip
     for anchor in anchors:
         assert f'id="{anchor}"' in html, anchor
     assert 'id="demo-banner"' in html
@@ -52,11 +65,12 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     for loss in ("asl", "zlpr"):  # later additions: marked so, and no paper number beside ours
         assert re.search(f"<td>{loss_info(loss).abbreviation}</td><td>[^<]+</td><td>later addition</td>", html), loss
     assert html.count('<span title="not in the paper">—</span>') == 3 * 2
-    table1 = pd.read_csv(tiny_run / "tables" / "table1.csv")
+    table1 = pd.read_csv(tiny_run / "kbranch" / "tables" / "table1.csv")
     for value in table1.loc[table1["metric"] == "F1", "mean"]:
         assert f"{value:.1f}" in html
-    scored = len((tiny_run / "tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
-    assert 'src="http' not in html and html.count("data:image/png;base64,") == 7 + scored
+    scored = len((tiny_run / "kbranch/tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
+    # the seven figures, the LRP scores' chart where scored, and the ranking across architectures
+    assert 'src="http' not in html and html.count("data:image/png;base64,") == 7 + scored + 1
     assert 'id="zbox-bounds"' in html and ('id="lrp-scores"' if scored else 'id="lrp-not-scored"') in html
     for low, high in table1.loc[table1["metric"] == "F1", ["ci_low", "ci_high"]].itertuples(index=False):
         assert f"[{low:.1f}, {high:.1f}]" in html
@@ -65,7 +79,7 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
 
 
 def test_pairwise_table_compares_every_pair_of_the_runs_losses(tiny_run):
-    pairwise = pd.read_csv(tiny_run / "tables" / "pairwise.csv")
+    pairwise = pd.read_csv(tiny_run / "kbranch" / "tables" / "pairwise.csv")
     n = len(LOSS_IDS)
     columns = [
         "metric",
@@ -81,7 +95,7 @@ def test_pairwise_table_compares_every_pair_of_the_runs_losses(tiny_run):
     ]
     assert list(pairwise.columns) == columns
     assert (pairwise.groupby("metric").size() == n * (n - 1) // 2).all()
-    table1 = pd.read_csv(tiny_run / "tables" / "table1.csv").set_index(["metric", "loss"])["mean"]
+    table1 = pd.read_csv(tiny_run / "kbranch" / "tables" / "table1.csv").set_index(["metric", "loss"])["mean"]
     for row in pairwise[pairwise["metric"] == "F1 samples"].itertuples():
         assert row.difference == pytest.approx(table1[("F1", row.loss_a)] - table1[("F1", row.loss_b)], abs=1e-4)
         assert row.p_value <= row.p_holm <= 1
@@ -213,8 +227,9 @@ def test_lint_is_clean():
 
 def test_encoded_arrays_are_what_training_read(tiny_run):
     labels = np.load(tiny_run / "encoded" / "val_labels.npy")
-    scores = np.load(tiny_run / "models" / "cel" / "seed0" / "val_scores.npy")
-    assert scores.shape == labels.shape
+    for arch in ARCHITECTURES:
+        scores = np.load(tiny_run / "models" / arch / "cel" / "seed0" / "val_scores.npy")
+        assert scores.shape == labels.shape
 
 
 def test_snakemake_report_collects_tables_and_figures(tiny_run, tmp_path):
@@ -226,5 +241,65 @@ def test_snakemake_report_collects_tables_and_figures(tiny_run, tmp_path):
 
     names = zipfile.ZipFile(archive).namelist()
     for expected in ("table1.csv", "table2.csv", "pairwise.csv", "pairwise_f1.png", "f1_curves.png", "f1_time.png",
-                     "lrp_heatmaps.png", "class_counts.csv"):  # fmt: skip
+                     "lrp_heatmaps.png", "class_counts.csv", "headline.csv", "agreement.csv",
+                     "ranking.png"):  # fmt: skip
         assert any(name.endswith(expected) for name in names), expected
+
+
+def plan(*configs: str) -> list[str]:
+    """The train commands of a dry run of the given config files (under config/)."""
+    result = snakemake("-n", "-p", "--configfile", *(str(ROOT / "config" / name) for name in configs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [line.strip() for line in result.stdout.splitlines() if "benloss train" in line]
+
+
+def test_architecture_overlay_adds_two_backbones_and_reuses_the_base_models():
+    base = plan("bigearthnet_v2.yaml")
+    overlay = plan("bigearthnet_v2.yaml", "bigearthnet_v2_architectures.yaml")
+    assert len(base) == 21 and len(overlay) == 63  # seven losses × three seeds × three architectures
+    by_architecture = {arch: [c for c in overlay if f"--architecture {arch} " in c]
+                       for arch in ("kbranch", "resnet50", "vit_small")}  # fmt: skip
+    assert all(len(commands) == 21 for commands in by_architecture.values())
+    assert sorted(by_architecture["kbranch"]) == sorted(base)  # same commands: the base's models are reused
+    # One recipe for every architecture: the base's RMSprop at 1e-4, batch 256, 80 epochs.
+    assert all('"optimizer": "rmsprop"' in c and '"lr": 0.0001' in c and '"epochs": 80' in c for c in overlay)
+    result = snakemake("-n", "--quiet", "rules", "--configfile", str(ROOT / "config" / "bigearthnet_v2.yaml"),
+                       str(ROOT / "config" / "bigearthnet_v2_architectures.yaml"))  # fmt: skip
+    lines = (result.stdout + result.stderr).splitlines()
+    # Fig. 1 for the two CNNs, not for the ViT; one comparison across architectures.
+    for rule, count in (("explain", 2), ("architectures", 1), ("bootstrap", 3), ("report", 1)):
+        assert any(line.split() == [rule, str(count)] for line in lines), (rule, lines[-40:])
+
+
+def test_anchor_config_trains_cel_with_the_bifold_recipe():
+    (command,) = plan("bigearthnet_v2.yaml", "bigearthnet_v2_resnet50_anchor.yaml")
+    assert "--architecture resnet50 --loss cel --seed 0" in command
+    for setting in ('"optimizer": "adamw"', '"lr": 0.001', '"batch_size": 512', '"schedule": "cosine"',
+                    '"warmup_epochs": 1'):  # fmt: skip
+        assert setting in command, setting
+    assert "results/bigearthnet-v2-resnet50-anchor/models/resnet50/cel/seed0" in command
+
+
+def test_a_recipe_changes_only_its_architecture(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    recipe = {"optimizer": "adamw", "lr": 0.002}
+    model = {"architectures": ["kbranch", "resnet18"], "recipes": {"resnet18": recipe}}
+    path.write_text(yaml.safe_dump({"model": model}))
+    result = snakemake("-n", "-p", "--configfile", str(path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line for line in result.stdout.splitlines() if "benloss train" in line]
+    resnet = [c for c in commands if "--architecture resnet18" in c]
+    kbranch = [c for c in commands if "--architecture kbranch" in c]
+    assert len(resnet) == len(kbranch) == 7
+    models = {arch: [json.loads(re.search(r"--model '([^']+)'", c).group(1)) for c in commands]
+              for arch, commands in (("resnet18", resnet), ("kbranch", kbranch))}  # fmt: skip
+    assert all(m["recipes"] == {"resnet18": {"optimizer": "adamw", "lr": 0.002}} for m in models["resnet18"])
+    assert not any("recipes" in m for m in models["kbranch"])
+
+
+def test_a_study_without_an_explained_architecture_stops_with_a_message(tmp_path):
+    path = tmp_path / "vit.yaml"
+    path.write_text(yaml.safe_dump({"model": {"architectures": ["vit_small"]}}))
+    result = snakemake("-n", "--configfile", str(path))
+    assert result.returncode != 0
+    assert "none has a sound LRP composite" in result.stdout + result.stderr

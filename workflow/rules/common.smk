@@ -12,6 +12,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 # The results tree and the official file names have one home, shared with the package (standard library only).
 sys.path.insert(0, f"{workflow.basedir}/src")
 from benloss import layout
+from benloss.architectures.registry import ARCHITECTURES as KNOWN_ARCHITECTURES
 from benloss.facts.splits import SPLITS
 from benloss.training.config import RUN_SETTINGS
 
@@ -30,6 +31,15 @@ LAYOUT = (
 )
 LOSSES = config["training"]["losses"]
 SEEDS = config["training"]["seeds"]
+ARCHITECTURES = config["model"]["architectures"]
+# The report's architecture (the first listed), and Fig. 1's (the first with a sound LRP composite).
+PRIMARY = ARCHITECTURES[0]
+EXPLAINED = [a for a in ARCHITECTURES if KNOWN_ARCHITECTURES[a].explained]
+if not EXPLAINED:
+    raise ValueError(
+        f"model.architectures {ARCHITECTURES}: none has a sound LRP composite for Fig. 1; add one of "
+        f"{[a for a, known in KNOWN_ARCHITECTURES.items() if known.explained]}"
+    )
 LIST_NAMES = list(layout.V1_LIST_FILES)
 DEMO_ARCHIVE = f"{RESULTS}/demo_archive"
 ENCODED = f"{RESULTS}/encoded"
@@ -45,6 +55,7 @@ shell.prefix(
 
 
 wildcard_constraints:
+    arch="|".join(ARCHITECTURES),
     loss="|".join(LOSSES),
     seed=r"\d+",
 
@@ -152,7 +163,7 @@ def output_folder(wildcards, output):
 
 
 def run_folder(wildcards, output):
-    """results/<run>, from the explanation's outputs (it writes into figures/, tables/ and explain/ there)."""
+    """results/<run>/<arch>, from the explanation's outputs (it writes into figures/, tables/ and explain/ there)."""
     return os.path.dirname(os.path.dirname(output.conservation))
 
 
@@ -164,43 +175,63 @@ def input_options(wildcards, input):
     )
 
 
-def model_file(role, loss="{loss}", seed="{seed}"):
+def model_file(role, arch="{arch}", loss="{loss}", seed="{seed}"):
     """One trained model's file (role a key of layout.MODEL_FILES)."""
-    return f"{layout.model_folder(RESULTS, loss, seed)}/{layout.MODEL_FILES[role]}"
+    return (
+        f"{layout.model_folder(RESULTS, arch, loss, seed)}/{layout.MODEL_FILES[role]}"
+    )
 
 
-def evaluation_file(role, loss="{loss}", seed="{seed}"):
+def evaluation_file(role, arch="{arch}", loss="{loss}", seed="{seed}"):
     """One evaluation's file (role a key of layout.EVALUATION_FILES)."""
-    return f"{layout.evaluation_folder(RESULTS, loss, seed)}/{layout.EVALUATION_FILES[role]}"
+    return f"{layout.evaluation_folder(RESULTS, arch, loss, seed)}/{layout.EVALUATION_FILES[role]}"
 
 
-def all_models(role, seeds=None):
-    """A file of every configured model (of `seeds` only, if given)."""
-    return [model_file(role, loss, seed) for loss in LOSSES for seed in seeds or SEEDS]
+def all_models(role, arch="{arch}", seeds=None):
+    """A file of every configured model of one architecture (of `seeds` only, if given)."""
+    return [
+        model_file(role, arch, loss, seed) for loss in LOSSES for seed in seeds or SEEDS
+    ]
 
 
-def all_evaluations(role):
-    return [evaluation_file(role, loss, seed) for loss in LOSSES for seed in SEEDS]
+def all_evaluations(role, arch="{arch}"):
+    return [
+        evaluation_file(role, arch, loss, seed) for loss in LOSSES for seed in SEEDS
+    ]
+
+
+def every_architecture(files, role):
+    """`files(role, arch)` for every configured architecture, in one list."""
+    return [path for arch in ARCHITECTURES for path in files(role, arch)]
 
 
 def label_file(role):
     return f"{LABELS}/{layout.LABEL_FILES[role]}"
 
 
-def table_file(role):
-    return f"{RESULTS}/tables/{layout.TABLE_FILES[role]}"
+def architecture_folder(arch="{arch}"):
+    return layout.architecture_folder(RESULTS, arch)
 
 
-def figure_file(role):
-    return f"{RESULTS}/figures/{layout.FIGURE_FILES[role]}"
+def table_file(role, arch="{arch}"):
+    return f"{architecture_folder(arch)}/tables/{layout.TABLE_FILES[role]}"
 
 
-def bootstrap_file(role):
-    return f"{RESULTS}/tables/{layout.BOOTSTRAP_FILES[role]}"
+def figure_file(role, arch="{arch}"):
+    return f"{architecture_folder(arch)}/figures/{layout.FIGURE_FILES[role]}"
 
 
-def explanation_file(role):
-    return f"{RESULTS}/{layout.EXPLANATION_FILES[role]}"
+def bootstrap_file(role, arch="{arch}"):
+    return f"{architecture_folder(arch)}/tables/{layout.BOOTSTRAP_FILES[role]}"
+
+
+def explanation_file(role, arch="{arch}"):
+    return f"{architecture_folder(arch)}/{layout.EXPLANATION_FILES[role]}"
+
+
+def comparison_file(role):
+    """A file of the comparison across architectures (role a key of layout.ARCHITECTURE_FILES)."""
+    return f"{RESULTS}/architectures/{layout.ARCHITECTURE_FILES[role]}"
 
 
 def as_json(value):
@@ -216,6 +247,27 @@ def training_settings():
     return as_json({key: training[key] for key in RUN_SETTINGS if key in training})
 
 
+def model_settings(wildcards):
+    """The model section for one architecture's runs: the width and that architecture's recipe only, so adding
+    an architecture retrains none of the others."""
+    model = {"width": config["model"]["width"]}
+    recipe = config["model"]["recipes"].get(wildcards.arch)
+    if recipe:
+        model["recipes"] = {wildcards.arch: recipe}
+    return as_json(model)
+
+
+def architecture_resource(name):
+    """A training job's resource `name` (mem_mb, runtime, jobs_per_gpu) for its architecture: model.resources
+    where it names one, else the training section's."""
+
+    def resource(wildcards):
+        given = config["model"]["resources"].get(wildcards.arch, {})
+        return given.get(name, config["training"][name])
+
+    return resource
+
+
 def loss_params(wildcards):
     """The loss's parameters as a shell-quoted JSON object."""
     return as_json(config["loss_params"].get(wildcards.loss, {}))
@@ -225,10 +277,11 @@ def gpu_resources():
     return 1 if config["training"]["gpu"] else 0
 
 
-def gpu_slot_options():
-    """How GPU jobs share the cards of a machine without a scheduler (see benloss.gpu)."""
+def gpu_slot_options(wildcards):
+    """How GPU jobs share the cards of a machine without a scheduler (see benloss.gpu); an architecture's
+    model.resources may set its own jobs_per_gpu."""
     training = config["training"]
-    options = f"--jobs-per-gpu {training['jobs_per_gpu']}"
+    options = f"--jobs-per-gpu {architecture_resource('jobs_per_gpu')(wildcards)}"
     if training["gpu_lock_dir"]:
         options += f" --gpu-lock-dir {training['gpu_lock_dir']}"
     return options
@@ -244,35 +297,57 @@ def explain_examples():
 
 
 def report_inputs():
-    """The report's inputs, named as the fields of benloss.report.html.ReportInputs."""
+    """The report's inputs, named as the fields of benloss.report.html.ReportInputs: the first architecture's
+    results, Fig. 1 of the first explained one, and with several architectures their comparison.
+    """
+    explained = EXPLAINED[0]
     inputs = {
         "config": f"{RESULTS}/{layout.RUN_CONFIG}",
         "summary": label_file("summary"),
         "encoded": ENCODED,
-        "table1": table_file("table1"),
-        "table2": table_file("table2"),
-        "per_class": table_file("per_class"),
-        "pairwise": bootstrap_file("pairwise"),
-        "lrp_scores": explanation_file("scores"),
-        "conservation": explanation_file("conservation"),
-        "zbox_bounds": explanation_file("bounds"),
-        "class_counts_figure": figure_file("counts"),
-        "f1_curves": figure_file("curves"),
-        "f1_time": figure_file("time_curves"),
-        "pairwise_figure": figure_file("pairwise"),
-        "per_class_ap": table_file("per_class_ap"),
-        "probability": table_file("probability"),
-        "pr_curves_figure": figure_file("pr_curves"),
-        "reliability_figure": figure_file("reliability"),
-        "lrp_heatmaps": explanation_file("figure"),
-        "lrp_scores_figure": explanation_file("chart"),
-        "runs": all_models("run"),
-        "baselines": all_models("baseline"),
+        "table1": table_file("table1", PRIMARY),
+        "table2": table_file("table2", PRIMARY),
+        "per_class": table_file("per_class", PRIMARY),
+        "pairwise": bootstrap_file("pairwise", PRIMARY),
+        "lrp_scores": explanation_file("scores", explained),
+        "conservation": explanation_file("conservation", explained),
+        "zbox_bounds": explanation_file("bounds", explained),
+        "class_counts_figure": figure_file("counts", PRIMARY),
+        "f1_curves": figure_file("curves", PRIMARY),
+        "f1_time": figure_file("time_curves", PRIMARY),
+        "pairwise_figure": figure_file("pairwise", PRIMARY),
+        "per_class_ap": table_file("per_class_ap", PRIMARY),
+        "probability": table_file("probability", PRIMARY),
+        "pr_curves_figure": figure_file("pr_curves", PRIMARY),
+        "reliability_figure": figure_file("reliability", PRIMARY),
+        "lrp_heatmaps": explanation_file("figure", explained),
+        "lrp_scores_figure": explanation_file("chart", explained),
+        "runs": all_models("run", PRIMARY),
+        "baselines": all_models("baseline", PRIMARY),
     }
+    if len(ARCHITECTURES) > 1:
+        inputs |= {
+            "architecture_headline": comparison_file("headline"),
+            "architecture_ranking": comparison_file("ranking"),
+            "architecture_agreement": comparison_file("agreement"),
+            "architecture_figure": comparison_file("figure"),
+            "architecture_pairwise": [
+                bootstrap_file("pairwise", a) for a in ARCHITECTURES
+            ],
+            "architecture_conservation": [
+                explanation_file("conservation", a) for a in EXPLAINED
+            ],
+        }
     if DEMO:
         inputs["archive"] = archive_path()
     return inputs
 
 
 def all_outputs():
-    return [f"{RESULTS}/{layout.REPORT}"]
+    """The report, and every architecture's tables, figures and (where it is explained) explanations."""
+    outputs = [f"{RESULTS}/{layout.REPORT}"]
+    for arch in ARCHITECTURES:
+        outputs += [table_file("table1", arch), figure_file("curves", arch)]
+        if arch in EXPLAINED:
+            outputs.append(explanation_file("conservation", arch))
+    return outputs

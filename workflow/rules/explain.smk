@@ -26,7 +26,7 @@ rule explain:
         conservation=explanation_file("conservation"),
         bounds=explanation_file("bounds"),
     log:
-        f"{RESULTS}/logs/explain.log",
+        f"{RESULTS}/logs/explain/{{arch}}.log",
     conda:
         "../../envs/torch.yaml"
     threads: config["training"]["threads"]
@@ -40,7 +40,7 @@ rule explain:
         per_class=config["explain"]["per_class"],
         seed=config["explain"]["seed"],
         device=config["training"]["device"],
-        gpu_slots=gpu_slot_options(),
+        gpu_slots=gpu_slot_options,
     shell:
         "benloss explain {params.inputs} --examples {params.examples} --per-class {params.per_class}"
         " --seed {params.seed} --out {params.run} --threads {threads} --device {params.device}"

@@ -41,7 +41,7 @@ rule tables:
             subcategory="Probabilities",
         ),
     log:
-        f"{RESULTS}/logs/tables.log",
+        f"{RESULTS}/logs/tables/{{arch}}.log",
     conda:
         "../../envs/report.yaml"
     params:
@@ -95,7 +95,7 @@ rule figures:
             subcategory="Probabilities",
         ),
     log:
-        f"{RESULTS}/logs/figures.log",
+        f"{RESULTS}/logs/figures/{{arch}}.log",
     conda:
         "../../envs/report.yaml"
     params:

@@ -1,12 +1,14 @@
 """LRP explanations of each loss's decision score (Fig. 1), their conservation, and their scores against maps.
 
-``benloss.explanation.lrp`` holds the composite (ZBox on each branch's first convolution and ZPlus on the other
-convolutions, without biases; on the fully connected layers LRP-ε that spreads the bias's share over the inputs;
-BatchNorm merged) and ``benloss.explanation.heads`` the explained score: the score each loss decides by (the logit
-z_c; z_c − mean_c z for RL, z_c − τ(z) for SML), as a linear head on the logits. ZBox's per-band bounds are the
-training split's 0.1st and 99.9th percentile (``benloss.explanation.zbox_bounds``), normalised like the inputs;
-``explain/zbox_bounds.csv`` counts the explained pixels outside them, and ``explain/conservation.csv`` compares each
-explanation's input relevance with its explained score.
+One call explains the models of one architecture (``benloss.architectures``); one that LRP does not explain soundly
+(``Architecture.not_explained``: the vision transformer) is refused. ``benloss.explanation.lrp`` holds the composite
+(ZBox on the architecture's input layers and ZPlus on the other convolutions, without biases; on the fully
+connected layers LRP-ε that spreads the bias's share over the inputs; BatchNorm merged; residual sums split in
+proportion, ``benloss.explanation.canonizers``) and ``benloss.explanation.heads`` the explained score: the score
+each loss decides by (the logit z_c; z_c − mean_c z for RL, z_c − τ(z) for SML), as a linear head on the logits.
+ZBox's per-band bounds are the training split's 0.1st and 99.9th percentile (``benloss.explanation.zbox_bounds``),
+normalised like the inputs; ``explain/zbox_bounds.csv`` counts the explained pixels outside them, and
+``explain/conservation.csv`` compares each explanation's input relevance with its explained score.
 
 Where the encoded test split has reference maps, every loss explains the same stratified sample of test
 patches (``explain.per_class`` per class) and ``benloss.explanation.scores`` scores the explanations.
@@ -23,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
+from benloss.architectures import DEFAULT_ARCHITECTURE, Architecture, architecture
 from benloss.atomic import atomic_outputs
 from benloss.data.encoded import read_patch_names, read_reference_maps, reference_maps_path
 from benloss.errors import InputError
@@ -47,12 +50,12 @@ from benloss.explanation.zbox_bounds import BoxBounds, bounds_table, fixed_bound
 from benloss.facts.bands import BAND_GROUPS, BandStatistics, read_band_statistics
 from benloss.facts.loss_catalog import loss_info
 from benloss.facts.nomenclature import classes
-from benloss.layout import ENCODED_FILES, EXPLANATION_FILES
+from benloss.layout import ENCODED_FILES, EXPLANATION_FILES, architecture_of
 from benloss.report.figures import lrp_score_chart
 from benloss.report.plotting import save
 from benloss.training.batches import EncodedSplit
 from benloss.training.losses import MultiLabelLoss, build_rule
-from benloss.training.models import INPUT_CONVS, BandNormalizer, KBranchCNN
+from benloss.training.models import BandNormalizer
 from benloss.training.train import choose_device, load_model, load_own_rule
 
 log = logging.getLogger(__name__)
@@ -61,26 +64,36 @@ log = logging.getLogger(__name__)
 LRP_BATCH = 32
 
 
-def input_bounds(model: KBranchCNN, statistics: BandStatistics, bounds: BoxBounds | None = None) -> dict:
-    """ZBox's bounds for each branch's first convolution: ``bounds`` (raw, fixed 0 to 10000 when None), normalised
-    like the inputs, as (1, bands, 1, 1) tensors on the model's device."""
+def input_bounds(
+    architecture_id: str, statistics: BandStatistics, bounds: BoxBounds | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, tuple[Tensor, Tensor]]:  # fmt: skip
+    """ZBox's bounds for each input layer of the architecture: ``bounds`` (raw, fixed 0 to 10000 when None),
+    normalised like the inputs, the groups the layer reads concatenated in its channel order, as (1, channels, 1, 1)
+    tensors on ``device``."""
     bounds = bounds or fixed_bounds()
-    device = next(model.parameters()).device
+    groups = {group.name: group for group in BAND_GROUPS}
+
+    def normalised(name: str) -> tuple[Tensor, Tensor]:
+        mean, std = (torch.from_numpy(a) for a in statistics.group_arrays(groups[name]))
+        low, high = (torch.from_numpy(a) for a in bounds.group_arrays(groups[name]))
+        return (low - mean) / std, (high - mean) / std
+
     found = {}
-    for group, name in zip(BAND_GROUPS, INPUT_CONVS, strict=True):
-        mean, std = (torch.from_numpy(a).view(1, -1, 1, 1).to(device) for a in statistics.group_arrays(group))
-        low, high = (torch.from_numpy(a).view(1, -1, 1, 1).to(device) for a in bounds.group_arrays(group))
-        found[name] = ((low - mean) / std, (high - mean) / std)
+    for layer, read in architecture(architecture_id).input_layers.items():
+        low, high = zip(*(normalised(name) for name in read), strict=True)
+        found[layer] = tuple(torch.cat(b).view(1, -1, 1, 1).to(device) for b in (low, high))
     return found
 
 
 def relevance(
-    model: KBranchCNN, inputs: tuple[Tensor, ...], class_indices: Tensor, statistics: BandStatistics,
-    bounds: BoxBounds | None = None, rule: MultiLabelLoss | None = None,
+    model: nn.Module, inputs: tuple[Tensor, ...], class_indices: Tensor, statistics: BandStatistics,
+    bounds: BoxBounds | None = None, rule: MultiLabelLoss | None = None, architecture_id: str = DEFAULT_ARCHITECTURE,
 ) -> tuple[list[Tensor], Tensor]:  # fmt: skip
-    """Per-branch input relevance of each row's decision score under ``rule`` (the logit z_c without one), and
-    those scores, in one batched pass."""
-    return input_relevance(model, inputs, rule, class_indices, input_bounds(model, statistics, bounds))
+    """Per-group input relevance of each row's decision score under ``rule`` (the logit z_c without one), and
+    those scores, in one batched pass, for a model of ``architecture_id``."""
+    layers = input_bounds(architecture_id, statistics, bounds, inputs[0].device)
+    return input_relevance(model, inputs, rule, class_indices, layers)
 
 
 def choose_examples(
@@ -131,6 +144,25 @@ def models_by_loss(models: Sequence[Path]) -> dict[str, Path]:
     return found
 
 
+def explained_architecture(models: Sequence[Path]) -> Architecture:
+    """The one architecture of the given models (read from their paths), which LRP must explain."""
+    by_architecture: dict[str, Path] = {}
+    for path in models:
+        by_architecture.setdefault(architecture_of(path), path)
+    if len(by_architecture) > 1:
+        listed = ", ".join(f"{path} ({arch})" for arch, path in by_architecture.items())
+        raise InputError(f"models of {len(by_architecture)} architectures ({listed}): explain runs once per "
+                         "architecture")  # fmt: skip
+    ((arch_id, path),) = by_architecture.items()
+    try:
+        found = architecture(arch_id)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    if not found.explained:
+        raise InputError(f"{path}: {found.name} is not explained: {found.not_explained}")
+    return found
+
+
 @dataclass
 class _LossExplanations:
     """What one model's pass over the examples yields: Fig. 1's rows (maps, shares, scores, predictions, each
@@ -153,19 +185,22 @@ class _LossExplanations:
 
 
 def explain_model(
-    loss: str, path: Path, examples: list[Example], n_figure: int, split: EncodedSplit, normalizer: BandNormalizer,
-    statistics: BandStatistics, bounds: BoxBounds, maps: np.ndarray | None, progress: tqdm, device: torch.device,
+    loss: str, path: Path, architecture_id: str, examples: list[Example], n_figure: int, split: EncodedSplit,
+    normalizer: BandNormalizer, statistics: BandStatistics, bounds: BoxBounds, maps: np.ndarray | None,
+    progress: tqdm, device: torch.device,
 ) -> _LossExplanations:  # fmt: skip
-    """LRP of one trained model's decision score over ``examples`` in batches; the first ``n_figure`` are Fig. 1's,
-    the rest scored."""
+    """LRP of one trained model (of ``architecture_id``) of the decision score over ``examples`` in batches; the
+    first ``n_figure`` are Fig. 1's, the rest scored."""
     model, config = load_model(path, device)
+    if config.architecture != architecture_id:
+        raise InputError(f"{path}: a {config.architecture} model in a {architecture_id} folder")
     rule = build_rule(loss, len(classes()), load_own_rule(path), **config.loss_params)
     found = _LossExplanations()
     for start in range(0, len(examples), LRP_BATCH):
         chunk = examples[start : start + LRP_BATCH]
         inputs = tuple(x.to(device) for x in normalizer(split.gather(np.array([e.row for e in chunk]))))
         targets = torch.tensor([e.class_index for e in chunk], device=device)
-        parts, scores = relevance(model, inputs, targets, statistics, bounds, rule)
+        parts, scores = relevance(model, inputs, targets, statistics, bounds, rule, architecture_id)
         with torch.no_grad():
             logits = model(*inputs)
         constant = constant_scores(decision_head(rule, logits, targets)).cpu().numpy()
@@ -204,6 +239,8 @@ def explain(
     torch.set_num_threads(max(1, threads))
     target = choose_device(device)
     encoded, out = Path(encoded), Path(out)
+    trained = models_by_loss(models)
+    arch = explained_architecture(list(trained.values()))
     statistics = read_band_statistics(encoded / ENCODED_FILES["band_statistics"])
     bounds = zbox_bounds(encoded)
     normalizer = BandNormalizer(statistics)
@@ -218,12 +255,11 @@ def explain(
     else:
         scored = scored_examples(split, patches, maps, per_class, seed)
     examples = figure_examples + scored
-    trained = models_by_loss(models)
     found = {}
     with tqdm(total=len(trained) * len(examples), desc="explain", unit=" explanations", mininterval=2) as progress:
         for loss, path in trained.items():
-            found[loss] = explain_model(loss, path, examples, len(figure_examples), split, normalizer, statistics,
-                                        bounds, maps, progress, target)  # fmt: skip
+            found[loss] = explain_model(loss, path, arch.id, examples, len(figure_examples), split, normalizer,
+                                        statistics, bounds, maps, progress, target)  # fmt: skip
     rows = np.array([e.row for e in figure_examples])
     batch = split.gather(rows)
     true_labels = [[classes()[c] for c in np.flatnonzero(row)] for row in split.labels[rows].astype(bool)]
@@ -254,7 +290,7 @@ def explain(
         log.info("conservation of %s (explains %s): median %.3f, 5th to 95th percentile %.3f to %.3f, %.0f %% within "
                  "5 %% (%d of %d with a constant score, not counted)", row.loss, row.explains, row.median, row.p5,
                  row.p95, 100 * row.within_tolerance, row.constant, row.explanations)  # fmt: skip
-    log.info("explained %d examples with %d models; ZBox bounds: %s; %d of %d explained pixels above raw 10000, "
-             "%d outside the bounds", len(examples), len(found), bounds.source, box["above_10000"].sum(),
+    log.info("explained %d examples with %d %s models; ZBox bounds: %s; %d of %d explained pixels above raw 10000, "
+             "%d outside the bounds", len(examples), len(found), arch.name, bounds.source, box["above_10000"].sum(),
              box["pixels"].sum(), box["outside_bounds"].sum())  # fmt: skip
     return scores

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from benloss.architectures import architecture
 from benloss.atomic import atomic_outputs
 from benloss.evaluation.metrics import CALIBRATION
 from benloss.evaluation.results import by_model
@@ -28,12 +29,13 @@ from benloss.facts.paper import CITATION, TEXT_VERSUS_MATHS
 from benloss.facts.paper import TABLE2_CRITERIA as PAPER_CRITERIA
 from benloss.facts.splits import SPLITS
 from benloss.layout import ENCODED_FILES
+from benloss.report.across_architectures import across_architectures
 from benloss.report.guidelines import ALPHA, RULES, TESTED, guidelines, paper_best
 from benloss.report.tables import PAPER_COUNTERPARTS, TABLE2_CRITERIA, agreement_summary, paper_table1
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
-PACKAGES = ("torch", "zennit", "snakemake", "rasterio", "numpy", "pandas", "matplotlib", "jinja2")
+PACKAGES = ("torch", "timm", "zennit", "snakemake", "rasterio", "numpy", "pandas", "matplotlib", "jinja2")
 
 
 def data_uri(path: Path) -> str:
@@ -106,6 +108,14 @@ class ReportInputs:
     baselines: list[Path]
     #: the demo's archive, whose md5 the report computes (real archives were verified at download)
     archive: Path | None = None
+    #: with several architectures: their comparison (``architectures/``), each one's pairwise.csv, and the
+    #: conservation table of each explained one
+    architecture_headline: Path | None = None
+    architecture_ranking: Path | None = None
+    architecture_agreement: Path | None = None
+    architecture_figure: Path | None = None
+    architecture_pairwise: list[Path] | None = None
+    architecture_conservation: list[Path] | None = None
 
 
 REPORT_INPUT_HELP = {
@@ -132,6 +142,12 @@ REPORT_INPUT_HELP = {
     "runs": "every model's run.json",
     "baselines": "every model's baseline.json",
     "archive": "the demo archive (its md5 goes into the report)",
+    "architecture_headline": "architectures/headline.csv (several architectures)",
+    "architecture_ranking": "architectures/ranking.csv",
+    "architecture_agreement": "architectures/agreement.csv",
+    "architecture_figure": "architectures/ranking.png",
+    "architecture_pairwise": "every architecture's <arch>/tables/pairwise.csv",
+    "architecture_conservation": "every explained architecture's <arch>/explain/conservation.csv",
 }
 
 
@@ -245,6 +261,61 @@ def _agreement(table2: pd.DataFrame) -> list[dict]:
     return agreement_summary(table2).to_dict("records")
 
 
+def _architecture_of_table(path: Path) -> str:
+    """The architecture of a file under ``<run>/<arch>/tables/`` or ``<run>/<arch>/explain/``."""
+    return Path(path).parent.parent.name
+
+
+def _pivot(frame: pd.DataFrame, index: list[str], value_columns: list[str]) -> dict:
+    """Rows of ``index`` values with one cell (a dict of ``value_columns``) per loss, losses in table order."""
+    losses = list(frame["loss"].drop_duplicates())
+    rows = []
+    for key, group in frame.groupby(index, sort=False):
+        cells = group.set_index("loss").reindex(losses)[value_columns].to_dict("records")
+        rows.append({"key": key, "cells": cells})
+    return {"losses": losses, "rows": rows}
+
+
+def architecture_view(config: dict, inputs: ReportInputs) -> dict:
+    """The architectures studied, which one the report's body and Fig. 1 are about, those left out of the
+    explanations and why, and with several architectures their comparison."""
+    studied = [architecture(a) for a in config["model"]["architectures"]]
+    explained = [a for a in studied if a.explained]
+    view = {
+        "studied": [a.name for a in studied],
+        "primary": studied[0].name,
+        "explained": explained[0].name if explained else None,
+        "left_out": [(a.name, a.not_explained) for a in studied if not a.explained],
+        "compared": inputs.architecture_headline is not None,
+    }
+    if not view["compared"]:
+        return view
+    name = {a.id: a.name for a in studied}
+    headline = pd.read_csv(inputs.architecture_headline).assign(architecture=lambda f: f["architecture"].map(name))
+    ranking = pd.read_csv(inputs.architecture_ranking)
+    agreement = pd.read_csv(inputs.architecture_agreement)
+    for column in ("architecture_a", "architecture_b"):
+        agreement[column] = agreement[column].map(name)
+    ranking["architecture"] = ranking["architecture"].map(name)
+    pairwise = {_architecture_of_table(p): pd.read_csv(p) for p in inputs.architecture_pairwise or []}
+    _, sentences = across_architectures(pairwise)
+    conservation = []
+    for path in inputs.architecture_conservation or []:
+        for row in summarise_conservation(pd.read_csv(path)).to_dict("records"):
+            conservation.append({"architecture": name[_architecture_of_table(path)], **row})
+    winners = ranking[ranking["winner"]].groupby(["metric", "architecture"], sort=False)["loss"].agg(", ".join)
+    view |= {
+        "headline": _pivot(headline, ["metric", "architecture"], ["mean", "ci_low", "ci_high"]),
+        "ranks": _pivot(ranking, ["metric", "architecture"], ["rank", "p_best"]),
+        "winners": [{"metric": m, "architecture": a, "losses": w} for (m, a), w in winners.items()],
+        "agreement": agreement.to_dict("records"),
+        "sentences": sentences,
+        "conservation": conservation,
+        "figure": data_uri(inputs.architecture_figure),
+    }
+    return view
+
+
 def context(inputs: ReportInputs) -> dict:
     """Everything the template shows, read from the given files; the template computes nothing."""
     config_text = Path(inputs.config).read_text()
@@ -326,17 +397,19 @@ def context(inputs: ReportInputs) -> dict:
             "lrp": data_uri(inputs.lrp_heatmaps),
             "lrp_scores": data_uri(inputs.lrp_scores_figure),
         },
+        "architectures": architecture_view(config, inputs),
         "git": git_commit(),
         "versions": versions(),
         "composite": [
-            f"first convolution of each branch (10 m, 20 m, 60 m): ZBox, per-band bounds {bounds['source'].iloc[0]},"
-            " normalised like the inputs",
+            f"the input layer(s) (the K-Branch CNN: the first convolution of each branch; a timm backbone: its stem "
+            f"on the stacked bands): ZBox, per-band bounds {bounds['source'].iloc[0]}, normalised like the inputs",
             "other convolutions: ZPlus",
             "fully connected layers and the decision head: Epsilon (ε = 1e-6) with the bias's share of each neuron's"
             " relevance spread over its inputs by |x_i w_ij| (EpsilonSpreadBias)",
             "the convolutions' rules leave the biases out (zennit's zero_params): each layer hands on all the"
             " relevance it receives",
-            "BatchNorm merged into the preceding layers (SequentialMergeBatchNorm), model in eval mode",
+            "BatchNorm merged into the preceding layers, model in eval mode; in a residual network each residual sum"
+            " splits its relevance in proportion to the two summands",
             "explained: each loss's decision score for the class, a linear head appended to the logits",
         ],
     }

@@ -1,9 +1,11 @@
-"""Training one K-Branch CNN with one loss: per-epoch validation, atomic checkpoints, exact resumption."""
+"""Training one model (an architecture of ``benloss.architectures``) with one loss: per-epoch validation, atomic
+checkpoints, exact resumption."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import random
@@ -18,12 +20,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from benloss.architectures.build import build_model
 from benloss.atomic import atomic_outputs
 from benloss.errors import BenlossError
 from benloss.evaluation.metrics import MultiLabelMetrics
 from benloss.evaluation.ranking import ranking_summary
 from benloss.facts.bands import read_band_statistics
-from benloss.layout import CHECKPOINT, ENCODED_FILES, MODEL_FILES
+from benloss.layout import CHECKPOINT, ENCODED_FILES, MODEL_FILES, SNAPSHOTS, snapshot, snapshot_epochs
 from benloss.training.batches import (
     DeviceResidentSplit,
     EncodedSplit,
@@ -36,7 +39,7 @@ from benloss.training.batches import (
 from benloss.training.config import TrainConfig
 from benloss.training.losses import MultiLabelLoss, build_loss
 from benloss.training.memory import warn_if_uncached
-from benloss.training.models import BandNormalizer, KBranchCNN, count_parameters, parameter_groups
+from benloss.training.models import BandNormalizer, count_parameters, parameter_groups
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,43 @@ def rmsprop(model: torch.nn.Module, config: TrainConfig) -> torch.optim.RMSprop:
     """
     return torch.optim.RMSprop(
         parameter_groups(model, config.weight_decay), lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps
+    )
+
+
+def adamw(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW (PyTorch's betas 0.9 and 0.999, ε 1e-8) with decoupled weight decay on the kernels only."""
+    return torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
+
+
+OPTIMIZERS = {"rmsprop": rmsprop, "adamw": adamw}
+SCHEDULES = ("constant", "cosine")
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """``training.optimizer``'s optimiser over the model's parameter groups."""
+    if config.optimizer not in OPTIMIZERS:
+        raise BenlossError(f"training.optimizer {config.optimizer!r}: choose from {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[config.optimizer](model, config)
+
+
+def learning_rate_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """The factor of ``lr`` for optimiser step ``step`` (0-based): a linear warm-up from lr/warmup to lr over
+    ``warmup_steps``, then constant, or a cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """``training.schedule`` per optimiser step, with ``training.warmup_epochs`` of linear warm-up first."""
+    if config.schedule not in SCHEDULES:
+        raise BenlossError(f"training.schedule {config.schedule!r}: choose from {', '.join(SCHEDULES)}")
+    total, warmup = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, total, warmup, config.schedule)
     )
 
 
@@ -140,10 +180,13 @@ class Trainer:
         )
         self.loss.to(self.device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        self.model = KBranchCNN(config.width, n_classes=self.train_split.arrays["labels"].shape[1]).to(
+        self.n_classes = self.train_split.arrays["labels"].shape[1]
+        self.model = build_model(config.architecture, config.width, self.n_classes).to(
             self.device, memory_format=self.memory_format
         )
-        self.optimizer = rmsprop(self.model, config)
+        self.optimizer = make_optimizer(self.model, config)
+        steps_per_epoch = len(batch_plan(self.train_split.n_images, config.batch_size, True, config.seed, 1))
+        self.schedule = make_schedule(self.optimizer, config, steps_per_epoch)
         self.resident = self._resident_splits() if config.data_on_device else None
         self.history: list[dict] = []
         self.start_epoch = 1
@@ -176,11 +219,21 @@ class Trainer:
             "epoch": epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
             "rng": _rng_state(),
             "history": self.history,
         }
         with atomic_outputs(self.checkpoint_path) as (tmp,):
             torch.save(state, tmp)
+
+    def save_snapshot(self, epoch: int) -> None:
+        """The weights after ``epoch``, where ``snapshots`` asks for them (for the loss landscapes), written before
+        the epoch's checkpoint so a resumed run never lacks one."""
+        if epoch in snapshot_epochs(self.config.epochs, self.config.snapshots):
+            path = self.outdir / SNAPSHOTS / snapshot(epoch)
+            path.parent.mkdir(exist_ok=True)
+            with atomic_outputs(path) as (tmp,):
+                torch.save({"epoch": epoch, "state_dict": self.model.state_dict()}, tmp)
 
     def try_resume(self) -> None:
         if not self.checkpoint_path.exists():
@@ -191,6 +244,8 @@ class Trainer:
             return
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "schedule" in state:  # checkpoints from before schedules held a constant rate
+            self.schedule.load_state_dict(state["schedule"])
         _set_rng_state(state["rng"])
         self.history = state["history"]
         self.start_epoch = state["epoch"] + 1
@@ -233,6 +288,7 @@ class Trainer:
             if (step + 1) % SYNC_STEPS == 0:
                 checked = self._check_finite(losses, checked, epoch)
             self.optimizer.step()
+            self.schedule.step()
             zero_grads.append((scores.grad == 0).all(dim=1).sum())
             sizes.append(len(scores))
         self._check_finite(losses, checked, epoch)
@@ -280,10 +336,11 @@ class Trainer:
     def run(self) -> pd.DataFrame:
         self.outdir.mkdir(parents=True, exist_ok=True)
         log.info(
-            "loss %s, seed %d, device %s (CUDA_VISIBLE_DEVICES=%s), %d parameters, width %d, train %d images, "
-            "val %d images", self.config.loss, self.config.seed, self.device,
-            os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), count_parameters(self.model), self.config.width,
-            self.train_split.n_images, self.val_split.n_images,
+            "loss %s, seed %d, architecture %s, device %s (CUDA_VISIBLE_DEVICES=%s), %d parameters, width %d, "
+            "%s lr %g (%s schedule, %d warm-up epochs), train %d images, val %d images", self.config.loss,
+            self.config.seed, self.config.architecture, self.device, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+            count_parameters(self.model), self.config.width, self.config.optimizer, self.config.lr,
+            self.config.schedule, self.config.warmup_epochs, self.train_split.n_images, self.val_split.n_images,
         )  # fmt: skip
         if self.resident is None:
             warn_if_uncached({split.split: split_bytes(split) for split in (self.train_split, self.val_split)})
@@ -312,6 +369,7 @@ class Trainer:
                     epoch, train_loss, val_loss, row["f1_micro"], row["train_seconds"], row["images_per_second"],
                     row["val_seconds"],
                 )  # fmt: skip
+                self.save_snapshot(epoch)
                 self.save_checkpoint(epoch)
             if scores is None:  # resumed after the last epoch
                 _, _, scores = self.validate(self.config.epochs)
@@ -328,6 +386,7 @@ class Trainer:
         baseline = constant_baseline(self.train_split.labels, self.val_split.labels)
         record = {
             "loss": self.config.loss,
+            "architecture": self.config.architecture,
             "loss_params": self.config.loss_params,
             "config": asdict(self.config),
             "device": str(self.device),
@@ -349,7 +408,7 @@ class Trainer:
             run_path,
         ):
             torch.save({"state_dict": self.model.state_dict(), "config": asdict(self.config),
-                        "own_rule": self.loss.own_rule}, model_path)  # fmt: skip
+                        "n_classes": self.n_classes, "own_rule": self.loss.own_rule}, model_path)  # fmt: skip
             history.to_csv(history_path, index=False)
             np.save(scores_path, val_scores.astype(np.float32))
             baseline_path.write_text(json.dumps(baseline, indent=2) + "\n")
@@ -371,11 +430,13 @@ def hardware_description(device: torch.device) -> str:
     return f"{model}, {torch.get_num_threads()} thread(s)"
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[KBranchCNN, TrainConfig]:
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
     """A trained model (in eval mode) and the configuration it was trained with."""
     state = torch.load(path, map_location=device, weights_only=False)
     config = TrainConfig(**state["config"])
-    model = KBranchCNN(config.width, n_classes=state["state_dict"]["classifier.weight"].shape[0])
+    # Models saved before the architectures were all K-Branch CNNs, whose classifier gives the class count.
+    n_classes = state.get("n_classes") or state["state_dict"]["classifier.weight"].shape[0]
+    model = build_model(config.architecture, config.width, n_classes=n_classes)
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval(), config
 
