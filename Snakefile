@@ -14,6 +14,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/explain.smk"
+include: "workflow/rules/landscape.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -4,9 +4,9 @@
 
 ``--before`` is a run of the code before issue 24 (W-CEL weights (1/n_c)/mean, RL's rule z ≥ 0, per-class-F1
 thresholds on raw scores for all but RL and SML), ``--after`` the same study now. Both need ``encoded/`` and
-``eval/<arch>/<loss>/seed<seed>/`` (``metrics.json``, ``test_scores.npy``; a run from before the architectures
-had ``eval/<loss>/seed<seed>/``: move its folders under ``eval/kbranch/``). The before run's mAP is computed here
-from its test scores, on the score each loss ranks by.
+``eval/<arch>/<loss>/seed<seed>/`` (``metrics.json``, ``test_scores.npy``; a run from before the architectures had
+``eval/<loss>/seed<seed>/``: move its folders under ``eval/kbranch/``); it compares the K-Branch models. The before
+run's mAP is computed here from its test scores, on the score each loss ranks by.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def before_rule(loss: str, scores: np.ndarray) -> np.ndarray:
 
 
 def model_row(run: Path, loss: str, seed: int, labels: np.ndarray, after: bool) -> dict:
-    folder = run / "eval" / loss / f"seed{seed}"
+    folder = run / "eval" / "kbranch" / loss / f"seed{seed}"
     document = json.loads((folder / "metrics.json").read_text())
     scores = np.load(folder / "test_scores.npy").astype(np.float64)
     rule = build_rule(loss, labels.shape[1], document.get("own_rule_parameters", {}))
@@ -52,7 +52,7 @@ def model_row(run: Path, loss: str, seed: int, labels: np.ndarray, after: bool) 
 def study(run: Path, after: bool) -> pd.DataFrame:
     """One row per evaluated model of ``run``."""
     labels = np.load(run / "encoded" / encoded_array("test", "labels")).astype(bool)
-    models = by_model(sorted(run.glob("eval/*/*/seed*/metrics.json")))
+    models = by_model(sorted(run.glob("eval/kbranch/*/seed*/metrics.json")))
     return pd.DataFrame([model_row(run, loss, seed, labels, after) for loss, seed, _ in models])
 
 

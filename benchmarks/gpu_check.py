@@ -330,7 +330,8 @@ def markdown(result: dict) -> str:
                      f"{r['validation_hours']:.2f} | {r['evaluation_hours']:.3f} | {r['lrp_hours']:.4f} | "
                      f"{r['gpu_hours']:.2f} | {'yes' if r['meets_1_gpu_hour_goal'] else 'no'} |")  # fmt: skip
     lines += ["", f"## (f) Architectures, batch {result['sizes']['batch']} (K-Branch at width {p['width']})", "",
-              "7 losses × 80 epochs of training and validation, and one test evaluation, one job per card.", "",
+              "7 losses × 80 epochs of training and validation, and one test evaluation, one job per card, for one "
+              "seed (the paper configs train three: × 3).", "",
               "| architecture | variant | training images/s | forward images/s | peak GiB | study GPU-hours |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for r in result["architectures"]:

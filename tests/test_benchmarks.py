@@ -186,7 +186,7 @@ def test_fair_verdict_compares_two_studies_loss_by_loss(tiny_run, tmp_path):
     spec.loader.exec_module(module)
     table = module.main(["--before", str(tiny_run), "--after", str(tiny_run), "--out", str(tmp_path / "table.md")])
     assert list(table["loss"]) == ["CEL", "FL", "W-CEL", "HAL", "HL", "RL", "SML", "ASL", "ZLPR"]
-    metrics = json.loads((tiny_run / "eval" / "cel" / "seed0" / "metrics.json").read_text())
+    metrics = json.loads((tiny_run / "eval" / "kbranch" / "cel" / "seed0" / "metrics.json").read_text())
     before, after = table.set_index("loss").loc["CEL", "own F1"].split(" → ")
     assert before == after == f"{100 * metrics['own_rule']['f1_samples']:.1f}"  # CEL's rule did not change
     assert (tmp_path / "table.md").read_text().startswith("| loss")

@@ -128,11 +128,30 @@ def cmd_architectures(args: argparse.Namespace) -> None:
                                   n_boot=args.bootstrap, seed=args.seed, block=args.block)  # fmt: skip
 
 
+def cmd_landscape(args: argparse.Namespace) -> None:
+    import torch
+
+    from benloss.gpu import gpu_slot
+    from benloss.landscape.landscape import write_landscape
+
+    torch.set_num_threads(max(1, args.threads))
+    with gpu_slot(args.device, args.jobs_per_gpu, args.gpu_lock_dir):
+        write_landscape(args.model, args.snapshots, args.encoded, args.class_counts, args.out, grid=args.grid,
+                        span=args.span, images=args.images, seed=args.seed, radius=args.radius,
+                        iterations=args.iterations, device=args.device)  # fmt: skip
+
+
+def cmd_landscapes(args: argparse.Namespace) -> None:
+    from benloss.landscape.summary import write_landscape_summary
+
+    write_landscape_summary(args.arrays, args.summaries, args.out)
+
+
 def cmd_tables(args: argparse.Namespace) -> None:
     from benloss.report.tables import write_tables
 
     write_tables(args.metrics, args.per_class, args.histories, args.class_counts, args.out, demo=args.demo,
-                 intervals=args.intervals)  # fmt: skip
+                 intervals=args.intervals, landscape=args.landscape)  # fmt: skip
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -222,7 +241,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the config's model section as JSON (width; recipes per architecture)")  # fmt: skip
     p.add_argument("--loss-params", default="{}", help="JSON object of the loss's parameters")
     p.add_argument("--snapshots", type=int, default=0,
-                   help="keep the weights every this many epochs and after the last, for the landscapes (0: none)")  # fmt: skip
+                   help="weight snapshots kept, evenly spaced, the last after the last epoch (0: none)")  # fmt: skip
     p.add_argument("--jobs-per-gpu", type=int, default=1,
                    help="jobs sharing one card when no scheduler assigns devices (see benloss.gpu)")  # fmt: skip
     p.add_argument("--gpu-lock-dir", type=Path, default=None,
@@ -265,6 +284,28 @@ def parser() -> argparse.ArgumentParser:
                    help="side of the resampled blocks in patch positions of an acquisition (1: per patch)")  # fmt: skip
     p.set_defaults(func=cmd_architectures)
 
+    p = steps.add_parser("landscape", help="one model's loss landscape: surfaces, trajectory, measured convexity")
+    p.add_argument("--model", type=Path, required=True, help="the trained model.pt")
+    p.add_argument("--snapshots", type=Path, nargs="+", required=True, help="its weight snapshots (snapshot<NN>.pt)")
+    p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (training split)")
+    p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (W-CEL's class weights)")
+    p.add_argument("--out", type=Path, required=True, help="the landscape's folder (landscape.npz, landscape.json)")
+    p.add_argument("--grid", type=int, default=25, help="points per axis of each surface (odd)")
+    p.add_argument("--span", type=float, default=1.0, help="half-width of the random-direction surface")
+    p.add_argument("--images", type=int, default=512, help="training images the surfaces are measured on")
+    p.add_argument("--seed", type=int, default=0, help="seed of those images and of the random directions")
+    p.add_argument("--radius", type=float, default=0.5, help="filter-normalised radius of the sharpness")
+    p.add_argument("--iterations", type=int, default=20, help="Hessian-vector products for the eigenvalues")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of torch")
+    _add_gpu_options(p)
+    p.set_defaults(func=cmd_landscape)
+
+    p = steps.add_parser("landscapes", help="an architecture's landscapes: Fig. 3, slices and measured convexity")
+    p.add_argument("--arrays", type=Path, nargs="+", required=True, help="every model's landscape.npz")
+    p.add_argument("--summaries", type=Path, nargs="+", required=True, help="every model's landscape.json")
+    p.add_argument("--out", type=Path, required=True, help="the architecture's folder (figures/, tables/)")
+    p.set_defaults(func=cmd_landscapes)
+
     p = steps.add_parser("tables", help="Table 1, Table 2 and the per-class table")
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="every model's metrics.json")
     p.add_argument("--per-class", type=Path, nargs="+", required=True, help="every model's per_class.csv")
@@ -273,6 +314,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the tables folder")
     p.add_argument("--demo", action="store_true", help="label the comparison with the paper as a demo")
     p.add_argument("--intervals", type=Path, default=None, help="the bootstrap's intervals.csv")
+    p.add_argument("--landscape", type=Path, default=None, help="the landscapes' landscape.csv (measured convexity)")
     p.set_defaults(func=cmd_tables)
 
     p = steps.add_parser("figures", help="Fig. 2 learning curves, class counts, pairwise matrix, PR and reliability")

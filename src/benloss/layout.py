@@ -10,6 +10,7 @@ imports it to name what it writes, so no path or file name is written twice. A r
         encoded/                         encoded_array(split, part), patch_list(split), ENCODED_FILES
         models/<arch>/<loss>/seed<seed>/ MODEL_FILES (and the checkpoint while training)
         eval/<arch>/<loss>/seed<seed>/   EVALUATION_FILES
+        landscape/<arch>/<loss>/seed<seed>/  LANDSCAPE_FILES (with landscape.snapshots)
         <arch>/tables/ figures/ explain/ one architecture's TABLE_FILES, FIGURE_FILES, EXPLANATION_FILES
         architectures/                   ARCHITECTURE_FILES, the losses compared across architectures
         logs/                            one log per job
@@ -45,8 +46,10 @@ MODEL_FILES = {
     "run": "run.json",
 }
 CHECKPOINT = "checkpoint.pt"
-#: Where a model's weight snapshots go (``landscape.snapshots``), under its folder.
+#: Where a model's weight snapshots go (``landscape.snapshots``), under its folder; while it trains they wait in
+#: ``SNAPSHOTS_IN_PROGRESS`` (undeclared, like the checkpoint, so a failed job's cleanup never takes them).
 SNAPSHOTS = "snapshots"
+SNAPSHOTS_IN_PROGRESS = "snapshots_in_progress"
 #: One evaluation's files (under ``eval/<arch>/<loss>/seed<seed>/``).
 EVALUATION_FILES = {
     "metrics": "metrics.json",
@@ -91,6 +94,15 @@ EXPLANATION_FILES = {
     "chart_pdf": "figures/lrp_scores.pdf",
     "conservation": "explain/conservation.csv",
     "bounds": "explain/zbox_bounds.csv",
+}
+#: One model's loss landscape (under ``landscape/<arch>/<loss>/seed<seed>/``).
+LANDSCAPE_FILES = {"arrays": "landscape.npz", "summary": "landscape.json"}
+#: An architecture's landscapes summarised (under ``<arch>/``): Fig. 3 and its slices, and the measured convexity.
+LANDSCAPE_SUMMARY_FILES = {
+    "figure": "figures/landscapes.png",
+    "figure_pdf": "figures/landscapes.pdf",
+    "slices": "figures/landscape_slices.png",
+    "table": "tables/landscape.csv",
 }
 #: The comparison across architectures (under ``architectures/``).
 ARCHITECTURE_FILES = {
@@ -138,7 +150,7 @@ DEMO_FILES = {
 }
 
 _MODEL_FOLDER = re.compile(
-    r"(?:^|/)(?:models|eval)/(?P<architecture>[a-z0-9_]+)/(?P<loss>[a-z0-9_]+)/seed(?P<seed>\d+)/[^/]+$"
+    r"(?:^|/)(?:models|eval|landscape)/(?P<architecture>[a-z0-9_]+)/(?P<loss>[a-z0-9_]+)/seed(?P<seed>\d+)/[^/]+$"
 )
 
 
@@ -158,16 +170,18 @@ def patch_list(split: str) -> str:
     return f"{split}_patches.txt"
 
 
-def snapshot(epoch: int) -> str:
-    """File name (under a model's ``SNAPSHOTS`` folder) of its weights after ``epoch``."""
-    return f"epoch{epoch:03d}.pt"
+def snapshot(number: int) -> str:
+    """File name (under a model's ``SNAPSHOTS`` folder) of its snapshot ``number`` (0 the initial weights; the file
+    holds its epoch)."""
+    return f"snapshot{number:02d}.pt"
 
 
-def snapshot_epochs(epochs: int, every: int) -> list[int]:
-    """The epochs whose weights training keeps: every ``every``-th and the last (none when ``every`` is 0)."""
-    if every <= 0:
+def snapshot_epochs(epochs: int, snapshots: int) -> list[int]:
+    """The epochs after which training keeps the weights, 0 for the initial ones: then ``snapshots`` evenly
+    spaced, the last one the last epoch (every fifth of 80 for 16); none for 0."""
+    if snapshots <= 0:
         return []
-    return sorted({*range(every, epochs + 1, every), epochs})
+    return [0, *sorted({round(i * epochs / snapshots) for i in range(1, snapshots + 1)} - {0})]
 
 
 def model_folder(run: str, architecture: str, loss: str, seed: int | str) -> str:
@@ -178,6 +192,11 @@ def model_folder(run: str, architecture: str, loss: str, seed: int | str) -> str
 def evaluation_folder(run: str, architecture: str, loss: str, seed: int | str) -> str:
     """``<run>/eval/<arch>/<loss>/seed<seed>``: one model's test evaluation."""
     return f"{run}/eval/{architecture}/{loss}/seed{seed}"
+
+
+def landscape_folder(run: str, architecture: str, loss: str, seed: int | str) -> str:
+    """``<run>/landscape/<arch>/<loss>/seed<seed>``: one model's loss landscape."""
+    return f"{run}/landscape/{architecture}/{loss}/seed{seed}"
 
 
 def architecture_folder(run: str, architecture: str) -> str:

@@ -118,3 +118,19 @@ def test_every_architecture_trains_resumes_exactly_and_evaluates(
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert 0 <= metrics["own_rule"]["f1_samples"] <= 1
     assert np.load(tmp_path / "eval" / "test_scores.npy").shape[1] == 19
+
+
+def test_the_config_schema_offers_exactly_the_registrys_architectures():
+    import yaml
+
+    from ..support import ROOT
+
+    model = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"]["model"]
+    properties = model["properties"]
+    assert properties["architectures"]["items"]["enum"] == list(ARCHITECTURE_IDS)
+    assert (
+        list(properties["recipes"]["properties"])
+        == list(properties["resources"]["properties"])
+        == list(ARCHITECTURE_IDS)
+    )
+    assert properties["architectures"]["default"] == ["kbranch"]

@@ -266,7 +266,8 @@ def test_bootstrap_step_from_evaluations_with_two_seeds(tmp_path):
     fake_evaluations(tmp_path)
     out = bootstrap_of(tmp_path, n_boot=200)
     intervals, pairwise = out["intervals"], out["pairwise"]
-    documents = {(loss, seed): json.loads((tmp_path / "eval" / "kbranch" / loss / f"seed{seed}" / "metrics.json").read_text())
+    evaluations = tmp_path / "eval" / "kbranch"
+    documents = {(loss, seed): json.loads((evaluations / loss / f"seed{seed}" / "metrics.json").read_text())
                  for loss in ("cel", "sml") for seed in (0, 1)}  # fmt: skip
     row = intervals.set_index(["rule", "loss", "metric"]).loc[("calibrated", "SML", "f1_macro")]
     values = [100 * documents[("sml", seed)]["calibrated"]["f1_macro"] for seed in (0, 1)]

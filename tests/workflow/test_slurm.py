@@ -50,6 +50,7 @@ def write_config(path: Path, run: str, **training) -> Path:
     config["results"] = str(path.parent / "results")
     config["training"] |= {"gpu": True} | training
     config["model"]["architectures"] = ["kbranch"]  # the tiny run's first: one SLURM job per loss and step
+    config["landscape"]["snapshots"] = 0  # no landscape jobs: they change no training result
     path.write_text(yaml.safe_dump(config))
     return path
 

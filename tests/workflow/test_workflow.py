@@ -28,7 +28,8 @@ def test_every_stage_produces_its_outputs(tiny_run):
         for path in ("tables/table1.csv", "tables/table2.csv", "tables/lrp_scores.csv", "figures/f1_curves.pdf",
                      "figures/lrp_heatmaps.png", "figures/f1_time.png", "figures/pairwise_f1.png",
                      "tables/intervals.csv", "figures/lrp_scores.png", "explain/zbox_bounds.csv",
-                     "explain/conservation.csv"):  # fmt: skip
+                     "explain/conservation.csv", "figures/landscapes.png", "figures/landscape_slices.png",
+                     "tables/landscape.csv"):  # fmt: skip
             assert (tiny_run / arch / path).exists(), (arch, path)
     assert set(yaml.safe_load(TINY.read_text())["training"]["losses"]) == set(LOSS_IDS)
     for arch in ARCHITECTURES:
@@ -38,6 +39,14 @@ def test_every_stage_produces_its_outputs(tiny_run):
             run = json.loads((tiny_run / "models" / arch / loss / "seed0" / "run.json").read_text())
             assert (run["architecture"], run["loss"]) == (arch, loss)
             assert json.loads((tiny_run / "eval" / arch / loss / "seed0" / "metrics.json").read_text())["loss"] == loss
+            snapshots = sorted((tiny_run / "models" / arch / loss / "seed0" / "snapshots").iterdir())
+            assert [p.name for p in snapshots] == ["snapshot00.pt", "snapshot01.pt", "snapshot02.pt"]
+            landscape = json.loads((tiny_run / "landscape" / arch / loss / "seed0" / "landscape.json").read_text())
+            assert (landscape["loss"], landscape["architecture"], landscape["snapshot_epochs"]) == (
+                loss,
+                arch,
+                [0, 1, 2],
+            )
     documents = [json.loads((tiny_run / "eval" / arch / loss / "seed0" / "metrics.json").read_text())
                  for arch in ARCHITECTURES for loss in LOSS_IDS]  # fmt: skip
     assert len({document["calibration"] for document in documents}) == 1  # one protocol for every loss
@@ -55,8 +64,8 @@ def test_each_job_logs_what_it_did(tiny_run):
 def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     html = (tiny_run / "report.html").read_text()
     anchors = ("setup", "table1", "significance", "pairwise-matrix", "fig2", "f1-time", "per-class", "table2",
-               "table2-paper", "table2-agreement", "text-versus-maths", "fig1", "architectures",
-               "architecture-agreement", "guidelines", "provenance")  # fmt: skip
+               "table2-paper", "table2-agreement", "text-versus-maths", "landscapes", "table2-landscape", "fig1",
+               "architectures", "architecture-agreement", "guidelines", "provenance")  # fmt: skip
     for anchor in anchors:
         assert f'id="{anchor}"' in html, anchor
     assert 'id="demo-banner"' in html
@@ -69,8 +78,8 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     for value in table1.loc[table1["metric"] == "F1", "mean"]:
         assert f"{value:.1f}" in html
     scored = len((tiny_run / "kbranch/tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
-    # the seven figures, the LRP scores' chart where scored, and the ranking across architectures
-    assert 'src="http' not in html and html.count("data:image/png;base64,") == 7 + scored + 1
+    # the seven figures, the LRP scores' chart where scored, the ranking across architectures and the landscapes
+    assert 'src="http' not in html and html.count("data:image/png;base64,") == 7 + scored + 1 + 2
     assert 'id="zbox-bounds"' in html and ('id="lrp-scores"' if scored else 'id="lrp-not-scored"') in html
     for low, high in table1.loc[table1["metric"] == "F1", ["ci_low", "ci_high"]].itertuples(index=False):
         assert f"[{low:.1f}, {high:.1f}]" in html
@@ -112,7 +121,7 @@ def test_paper_config_shows_the_full_plan_without_any_file():
     text = result.stdout + result.stderr
     # seven losses × three seeds
     for rule, count in (("download", 1), ("prepare", 1), ("train", 21), ("evaluate", 21),
-                        ("explain", 1), ("report", 1)):  # fmt: skip
+                        ("landscape", 21), ("landscapes", 1), ("explain", 1), ("report", 1)):  # fmt: skip
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
 
 

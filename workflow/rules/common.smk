@@ -41,6 +41,34 @@ if not EXPLAINED:
         f"{[a for a, known in KNOWN_ARCHITECTURES.items() if known.explained]}"
     )
 LIST_NAMES = list(layout.V1_LIST_FILES)
+LANDSCAPE = config["landscape"]
+# With landscape.snapshots, every model's loss landscape is measured after its training.
+LANDSCAPES = LANDSCAPE["snapshots"] > 0
+
+
+def run_epochs(arch):
+    """Epochs of an architecture's runs: its recipe's, else the training section's."""
+    return (
+        config["model"]["recipes"]
+        .get(arch, {})
+        .get("epochs", config["training"]["epochs"])
+    )
+
+
+if LANDSCAPES:
+    if LANDSCAPE["snapshots"] < 2:
+        raise ValueError(
+            "landscape.snapshots 1: the trajectory's plane needs the initial weights and at least two snapshots"
+        )
+    if LANDSCAPE["grid"] % 2 == 0:
+        raise ValueError(
+            f"landscape.grid {LANDSCAPE['grid']}: must be odd, so the trained weights are its centre"
+        )
+    short = [a for a in ARCHITECTURES if run_epochs(a) < LANDSCAPE["snapshots"]]
+    if short:
+        raise ValueError(
+            f"landscape.snapshots {LANDSCAPE['snapshots']}: more snapshots than epochs for {short}"
+        )
 DEMO_ARCHIVE = f"{RESULTS}/demo_archive"
 ENCODED = f"{RESULTS}/encoded"
 LABELS = f"{RESULTS}/labels"
@@ -229,6 +257,24 @@ def explanation_file(role, arch="{arch}"):
     return f"{architecture_folder(arch)}/{layout.EXPLANATION_FILES[role]}"
 
 
+def snapshot_outputs(arch="{arch}", loss="{loss}", seed="{seed}"):
+    """A model's weight snapshots (layout.snapshot_epochs: the initial weights and landscape.snapshots more), or
+    none; as many for every architecture, since none has fewer epochs than snapshots."""
+    folder = f"{layout.model_folder(RESULTS, arch, loss, seed)}/{layout.SNAPSHOTS}"
+    count = len(layout.snapshot_epochs(run_epochs(ARCHITECTURES[0]), LANDSCAPE["snapshots"]))
+    return [f"{folder}/{layout.snapshot(i)}" for i in range(count)]
+
+
+def landscape_file(role, arch="{arch}", loss="{loss}", seed="{seed}"):
+    """One model's landscape file (role a key of layout.LANDSCAPE_FILES)."""
+    return f"{layout.landscape_folder(RESULTS, arch, loss, seed)}/{layout.LANDSCAPE_FILES[role]}"
+
+
+def landscape_summary_file(role, arch="{arch}"):
+    """An architecture's landscape figure or table (role a key of layout.LANDSCAPE_SUMMARY_FILES)."""
+    return f"{architecture_folder(arch)}/{layout.LANDSCAPE_SUMMARY_FILES[role]}"
+
+
 def comparison_file(role):
     """A file of the comparison across architectures (role a key of layout.ARCHITECTURE_FILES)."""
     return f"{RESULTS}/architectures/{layout.ARCHITECTURE_FILES[role]}"
@@ -248,9 +294,9 @@ def training_settings():
 
 
 def model_settings(wildcards):
-    """The model section for one architecture's runs: the width and that architecture's recipe only, so adding
-    an architecture retrains none of the others."""
-    model = {"width": config["model"]["width"]}
+    """The model section for one architecture's runs: the width (the K-Branch CNN's only) and that architecture's
+    recipe, so adding an architecture or changing the width retrains none of the others."""
+    model = {"width": config["model"]["width"]} if wildcards.arch == "kbranch" else {}
     recipe = config["model"]["recipes"].get(wildcards.arch)
     if recipe:
         model["recipes"] = {wildcards.arch: recipe}
@@ -325,6 +371,11 @@ def report_inputs():
         "runs": all_models("run", PRIMARY),
         "baselines": all_models("baseline", PRIMARY),
     }
+    if LANDSCAPES:
+        inputs |= {
+            "landscape_figure": landscape_summary_file("figure", PRIMARY),
+            "landscape_slices": landscape_summary_file("slices", PRIMARY),
+        }
     if len(ARCHITECTURES) > 1:
         inputs |= {
             "architecture_headline": comparison_file("headline"),
@@ -350,4 +401,6 @@ def all_outputs():
         outputs += [table_file("table1", arch), figure_file("curves", arch)]
         if arch in EXPLAINED:
             outputs.append(explanation_file("conservation", arch))
+        if LANDSCAPES:
+            outputs.append(landscape_summary_file("table", arch))
     return outputs

@@ -1,5 +1,6 @@
 rule tables:
     input:
+        **({"landscape": landscape_summary_file("table")} if LANDSCAPES else {}),
         metrics=all_evaluations("metrics"),
         per_class=all_evaluations("per_class"),
         histories=all_models("history"),

@@ -4,6 +4,7 @@ rule train:
         counts=label_file("counts"),
     output:
         **{role: model_file(role) for role in layout.MODEL_FILES},
+        snapshots=snapshot_outputs(),
     log:
         f"{RESULTS}/logs/train/{{arch}}/{{loss}}_seed{{seed}}.log",
     retries: config["training"]["retries"]
@@ -21,8 +22,9 @@ rule train:
         model=model_settings,
         loss_params=loss_params,
         gpu_slots=gpu_slot_options,
+        snapshots=LANDSCAPE["snapshots"],
     shell:
         "benloss train --encoded {input.encoded} --class-counts {input.counts} --out {params.outdir}"
         " --architecture {wildcards.arch} --loss {wildcards.loss} --seed {wildcards.seed}"
-        " --training {params.training} --model {params.model}"
-        " --loss-params {params.loss_params} {params.gpu_slots} > {log} 2>&1"
+        " --training {params.training} --model {params.model} --loss-params {params.loss_params}"
+        " --snapshots {params.snapshots} {params.gpu_slots} > {log} 2>&1"

@@ -2,11 +2,13 @@
 how well two architectures' rankings agree (Kendall's τ-b with a bootstrap interval, and whether the winner stays).
 
 Every architecture is bootstrapped on the same spatial blocks with the same ``n_boot`` and ``seed``, so replicate
-``b`` resamples the same test images for all of them (``bootstrap.replicate_indices``) and draws the same seed-level
-t (``bootstrap.seed_draws``): the replicates pair across architectures as they pair across losses, and a
-replicate's τ compares two rankings measured on one resample. The seed-level term of a loss is ``two_level``'s,
-t_b σ̂ / √S with one t_b shared by every loss, so it moves all losses of a replicate the same way; the ranks then
-change with the seeds only as far as the losses' σ̂ differ.
+``b`` resamples the same test images for all of them (``bootstrap.replicate_indices``): the test-set resamples pair
+across architectures as they pair across losses, and a replicate's τ compares two rankings measured on one
+resample. Seeds pair across the losses of one architecture (same initial weights, same batch order) but not across
+architectures, so each architecture draws its own seed-level t (``bootstrap.seed_draws`` with the stream of its
+place in the registry; K-Branch's is the one its own bootstrap uses). Within an architecture the seed-level term is
+``two_level``'s, t_b σ̂ / √S with one t_b shared by its losses, so it moves them together; its ranks change with the
+seeds only as far as the losses' σ̂ differ.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from benloss.evaluation.bootstrap import (
     METRICS,
     N_BOOT,
     RANKING_RULE,
+    SEED_STREAM,
     bootstrap_metrics,
     percentile_interval,
     seed_draws,
@@ -75,10 +78,10 @@ class Headline:
 
 def headline_bootstrap(
     metrics: Sequence[Path], test_scores: Sequence[Path], runs: Sequence[Path], labels: np.ndarray,
-    blocks: np.ndarray, n_boot: int, seed: int,
+    blocks: np.ndarray, n_boot: int, seed: int, stream: int = SEED_STREAM,
 ) -> Headline:  # fmt: skip
     """The headline metrics of one architecture's models (one file per model in each list), bootstrapped on the
-    resamples that ``n_boot``, ``seed`` and ``blocks`` fix."""
+    resamples that ``n_boot``, ``seed`` and ``blocks`` fix, with the seed-level draws of ``stream``."""
     models, predictions, rankings = load_predictions(metrics, test_scores, runs, labels)
     thresholded = [m for m, (rule, _, _) in enumerate(models) if rule in {"own", "calibrated"}]
     thresholded_predictions = [predictions[m] for m in thresholded]
@@ -98,7 +101,7 @@ def headline_bootstrap(
             value_replicates.append(replicates[:, rows, k])
     values, value_replicates = np.stack(values, axis=-1), np.stack(value_replicates, axis=-1)
     losses, seeds, groups = seed_groups(own)
-    draws = seed_draws(n_boot, len(seeds), seed)
+    draws = seed_draws(n_boot, len(seeds), seed, stream)
     combined = [two_level(100 * values[group], 100 * value_replicates[:, group], draws) for group in groups]
     return Headline(
         tuple(loss_info(loss).abbreviation for loss in losses), tuple(seeds),
@@ -235,7 +238,8 @@ def write_architecture_comparison(
     for arch in archs:
         log.info("architectures: bootstrapping %s, %d replicates", arch, n_boot)
         files = (grouped[kind][arch] for kind in ("metrics.json", "test score", "run.json"))
-        results[arch] = headline_bootstrap(*files, labels, blocks, n_boot, seed)
+        stream = SEED_STREAM + ARCHITECTURE_IDS.index(arch)
+        results[arch] = headline_bootstrap(*files, labels, blocks, n_boot, seed, stream)
     tables = {"headline": headline_table(results), "ranking": ranking_table(results),
               "agreement": agreement_table(results)}  # fmt: skip
     outputs = [Path(outdir) / ARCHITECTURE_FILES[role] for role in ("headline", "ranking", "agreement", "figure",

@@ -194,11 +194,12 @@ def class_f1_bootstrap(
     return observed, replicates
 
 
-def seed_draws(n_boot: int, n_seeds: int, seed: int) -> np.ndarray:
-    """The seed-level draw t_b of every replicate (B,): Student-t with S − 1 degrees of freedom; 0 for one seed."""
+def seed_draws(n_boot: int, n_seeds: int, seed: int, stream: int = SEED_STREAM) -> np.ndarray:
+    """The seed-level draw t_b of every replicate (B,): Student-t with S − 1 degrees of freedom; 0 for one seed.
+    Quantities whose seeds do not pair (another architecture's) take their own ``stream``."""
     if n_seeds < 2:
         return np.zeros(n_boot)
-    return np.array([np.random.default_rng([seed, b, SEED_STREAM]).standard_t(n_seeds - 1) for b in range(n_boot)])
+    return np.array([np.random.default_rng([seed, b, stream]).standard_t(n_seeds - 1) for b in range(n_boot)])
 
 
 @dataclass(frozen=True)

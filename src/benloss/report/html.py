@@ -31,7 +31,13 @@ from benloss.facts.splits import SPLITS
 from benloss.layout import ENCODED_FILES
 from benloss.report.across_architectures import across_architectures
 from benloss.report.guidelines import ALPHA, RULES, TESTED, guidelines, paper_best
-from benloss.report.tables import PAPER_COUNTERPARTS, TABLE2_CRITERIA, agreement_summary, paper_table1
+from benloss.report.tables import (
+    MEASURED_CONVEXITY,
+    PAPER_COUNTERPARTS,
+    TABLE2_CRITERIA,
+    agreement_summary,
+    paper_table1,
+)
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -116,6 +122,9 @@ class ReportInputs:
     architecture_figure: Path | None = None
     architecture_pairwise: list[Path] | None = None
     architecture_conservation: list[Path] | None = None
+    #: with landscape.snapshots: Fig. 3 and its slices
+    landscape_figure: Path | None = None
+    landscape_slices: Path | None = None
 
 
 REPORT_INPUT_HELP = {
@@ -148,6 +157,8 @@ REPORT_INPUT_HELP = {
     "architecture_figure": "architectures/ranking.png",
     "architecture_pairwise": "every architecture's <arch>/tables/pairwise.csv",
     "architecture_conservation": "every explained architecture's <arch>/explain/conservation.csv",
+    "landscape_figure": "<arch>/figures/landscapes.png (with landscape.snapshots)",
+    "landscape_slices": "<arch>/figures/landscape_slices.png",
 }
 
 
@@ -398,6 +409,14 @@ def context(inputs: ReportInputs) -> dict:
             "lrp_scores": data_uri(inputs.lrp_scores_figure),
         },
         "architectures": architecture_view(config, inputs),
+        "landscapes": None
+        if inputs.landscape_figure is None
+        else {
+            "figure": data_uri(inputs.landscape_figure),
+            "slices": data_uri(inputs.landscape_slices),
+            "measured": MEASURED_CONVEXITY,
+            "settings": config["landscape"],
+        },
         "git": git_commit(),
         "versions": versions(),
         "composite": [

@@ -170,6 +170,19 @@ PAPER_COUNTERPARTS: dict[str, str] = {
 NO_MARK = "—"
 
 
+#: The landscapes' measured convexity in Table 2 (as ``landscape_<column>``), with what each means.
+MEASURED_CONVEXITY = {
+    "convex_share_random": "share of the surface's interior points, along two filter-normalised random directions, "
+    "where it is locally convex (finite-difference Hessian positive semi-definite)",
+    "convex_share_pca": "the same over the plane of the training trajectory's first two principal directions",
+    "eigenvalue_ratio": "|λ_min / λ_max| of the loss's Hessian at the trained weights, from Lanczos on Hessian-vector "
+    "products (small: little negative curvature next to the largest, Li et al.'s reading; where λ_min > 0 the "
+    "Lanczos steps found no negative curvature, which a few steps can miss)",
+    "sharpness": "rise of the training loss at the configured filter-normalised radius, mean over directions and "
+    "signs; in each loss's own units, so comparable between models of one loss, not between losses",
+}
+
+
 def table2(
     metrics: pd.DataFrame, history: pd.DataFrame, per_class_frame: pd.DataFrame, counts: pd.DataFrame
 ) -> pd.DataFrame:
@@ -255,11 +268,13 @@ def _format(value: object, digits: int = 3) -> str:
 def write_tables(
     metrics_files: Sequence[Path], per_class_files: Sequence[Path], history_files: Sequence[Path],
     class_counts: Path, outdir: Path, demo: bool = False, intervals: Path | None = None,
+    landscape: Path | None = None,
 ) -> dict[str, pd.DataFrame]:  # fmt: skip
     """Write Table 1 (csv, md, tex), the paper's Table 1, the per-class F1 table and Table 2 (csv, md) from
     the given evaluations (``metrics.json``, ``per_class.csv``) and training histories, one file per model.
 
-    ``intervals`` is the bootstrap's ``intervals.csv``; without it Table 1 has no intervals.
+    ``intervals`` is the bootstrap's ``intervals.csv``; without it Table 1 has no intervals. ``landscape`` is the
+    landscapes' ``tables/landscape.csv``: with it Table 2 also holds the measured convexity beside the definitions'.
     """
     outdir = Path(outdir)
     metrics = test_metrics(metrics_files)
@@ -274,6 +289,9 @@ def write_tables(
     per_class_ap = per_class_f1(per_class_frame, "ap")
     probabilities = probability_table(metrics)
     table2_frame = table2(metrics, history, per_class_frame, counts)
+    if landscape is not None:
+        measured = pd.read_csv(landscape, index_col="loss")
+        table2_frame = table2_frame.join(measured[list(MEASURED_CONVEXITY)].add_prefix("landscape_"))
     label = "DEMO on synthetic data, not BigEarthNet: " if demo else ""
     with atomic_outputs(*(outdir / name for name in TABLE_FILES.values())) as paths:
         t1_csv, t1_md, t1_tex, t1_paper, t2_csv, t2_md, pc_csv, ap_csv, probability_csv = paths

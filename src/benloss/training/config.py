@@ -56,8 +56,9 @@ class TrainConfig:
         training section's settings for every loss alike."""
         recipe = (model.get("recipes") or {}).get(architecture, {})
         settings = {key: value for key, value in (training | recipe).items() if key in RUN_SETTINGS}
-        return cls(loss=loss, seed=seed, architecture=architecture, width=model["width"], loss_params=loss_params,
-                   **settings)  # fmt: skip
+        if "width" in model:  # the K-Branch CNN's; a timm backbone has its own and keeps the default
+            settings["width"] = model["width"]
+        return cls(loss=loss, seed=seed, architecture=architecture, loss_params=loss_params, **settings)
 
 
 #: Settings added after the first studies, with the paper's values (the fingerprint leaves them out at these).

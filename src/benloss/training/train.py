@@ -9,6 +9,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import signal
 import time
 from dataclasses import asdict
@@ -26,7 +27,15 @@ from benloss.errors import BenlossError
 from benloss.evaluation.metrics import MultiLabelMetrics
 from benloss.evaluation.ranking import ranking_summary
 from benloss.facts.bands import read_band_statistics
-from benloss.layout import CHECKPOINT, ENCODED_FILES, MODEL_FILES, SNAPSHOTS, snapshot, snapshot_epochs
+from benloss.layout import (
+    CHECKPOINT,
+    ENCODED_FILES,
+    MODEL_FILES,
+    SNAPSHOTS,
+    SNAPSHOTS_IN_PROGRESS,
+    snapshot,
+    snapshot_epochs,
+)
 from benloss.training.batches import (
     DeviceResidentSplit,
     EncodedSplit,
@@ -226,11 +235,23 @@ class Trainer:
         with atomic_outputs(self.checkpoint_path) as (tmp,):
             torch.save(state, tmp)
 
+    def _missing_snapshots(self, last_epoch: int) -> list[int]:
+        """The snapshot epochs up to ``last_epoch`` whose file is not waiting with that epoch in it."""
+        missing = []
+        for number, epoch in enumerate(snapshot_epochs(self.config.epochs, self.config.snapshots)):
+            path = self.outdir / SNAPSHOTS_IN_PROGRESS / snapshot(number)
+            if epoch <= last_epoch and (
+                not path.exists() or torch.load(path, map_location="cpu", weights_only=False)["epoch"] != epoch
+            ):
+                missing.append(epoch)
+        return missing
+
     def save_snapshot(self, epoch: int) -> None:
         """The weights after ``epoch``, where ``snapshots`` asks for them (for the loss landscapes), written before
-        the epoch's checkpoint so a resumed run never lacks one."""
-        if epoch in snapshot_epochs(self.config.epochs, self.config.snapshots):
-            path = self.outdir / SNAPSHOTS / snapshot(epoch)
+        the epoch's checkpoint so a resumed run never lacks one; ``_finish`` moves them to ``SNAPSHOTS``."""
+        epochs = snapshot_epochs(self.config.epochs, self.config.snapshots)
+        if epoch in epochs:
+            path = self.outdir / SNAPSHOTS_IN_PROGRESS / snapshot(epochs.index(epoch))
             path.parent.mkdir(exist_ok=True)
             with atomic_outputs(path) as (tmp,):
                 torch.save({"epoch": epoch, "state_dict": self.model.state_dict()}, tmp)
@@ -241,6 +262,11 @@ class Trainer:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         if state["fingerprint"] != self.config.fingerprint():
             log.warning("ignoring %s: it was written with other settings", self.checkpoint_path)
+            return
+        missing = self._missing_snapshots(state["epoch"])
+        if missing:
+            log.warning("ignoring %s: the snapshots after epochs %s are not in %s (landscape.snapshots changed?)",
+                        self.checkpoint_path, missing, self.outdir / SNAPSHOTS_IN_PROGRESS)  # fmt: skip
             return
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -345,6 +371,9 @@ class Trainer:
         if self.resident is None:
             warn_if_uncached({split.split: split_bytes(split) for split in (self.train_split, self.val_split)})
         self.try_resume()
+        if self.start_epoch == 1:  # a fresh start: no snapshot of another run may be published with this one's
+            shutil.rmtree(self.outdir / SNAPSHOTS_IN_PROGRESS, ignore_errors=True)
+            self.save_snapshot(0)  # the initial weights: where the trajectory starts
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             scores = None
@@ -413,8 +442,23 @@ class Trainer:
             np.save(scores_path, val_scores.astype(np.float32))
             baseline_path.write_text(json.dumps(baseline, indent=2) + "\n")
             run_path.write_text(json.dumps(record, indent=2) + "\n")
+        self._publish_snapshots()
         self.checkpoint_path.unlink(missing_ok=True)
         return history
+
+    def _publish_snapshots(self) -> None:
+        """Move the finished run's snapshots from ``SNAPSHOTS_IN_PROGRESS`` to ``SNAPSHOTS``."""
+        count = len(snapshot_epochs(self.config.epochs, self.config.snapshots))
+        if not count:
+            return
+        waiting, published = self.outdir / SNAPSHOTS_IN_PROGRESS, self.outdir / SNAPSHOTS
+        published.mkdir(exist_ok=True)
+        for number in range(count):
+            if (waiting / snapshot(number)).exists():
+                os.replace(waiting / snapshot(number), published / snapshot(number))
+            elif not (published / snapshot(number)).exists():
+                raise BenlossError(f"{waiting / snapshot(number)}: snapshot missing; retrain to measure the landscape")
+        shutil.rmtree(waiting, ignore_errors=True)
 
 
 def hardware_description(device: torch.device) -> str:
