@@ -60,6 +60,18 @@ def _add_gpu_options(parser: argparse.ArgumentParser) -> None:
                         "system temp folder)")  # fmt: skip
 
 
+def _add_resampling_options(parser: argparse.ArgumentParser) -> None:
+    """How the bootstrap resamples the test set (the config's ``statistics`` section)."""
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test set")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resamples")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=GRID_SIDE,
+        help="side of the resampled blocks, in patch positions of an acquisition (1: per patch)",
+    )
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     from benloss.data.synth import SynthConfig, make_demo_archive
 
@@ -265,10 +277,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (test labels)")
     p.add_argument("--class-counts", type=Path, required=True, help="class_counts.csv (picks the rare classes)")
     p.add_argument("--out", type=Path, required=True, help="output folder (intervals.csv, pairwise.csv)")
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test set")
-    p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
-    p.add_argument("--block", type=int, default=GRID_SIDE,
-                   help="side of the resampled blocks in patch positions of an acquisition (1: per patch)")  # fmt: skip
+    _add_resampling_options(p)
     p.set_defaults(func=cmd_bootstrap)
 
     p = steps.add_parser("architectures", help="the losses' rankings compared across architectures (Kendall's tau)")
@@ -278,10 +287,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="every architecture's models' run.json")
     p.add_argument("--encoded", type=Path, required=True, help="the encoded arrays (test labels, patch names)")
     p.add_argument("--out", type=Path, required=True, help="output folder (headline, ranking, agreement, figure)")
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test set")
-    p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
-    p.add_argument("--block", type=int, default=GRID_SIDE,
-                   help="side of the resampled blocks in patch positions of an acquisition (1: per patch)")  # fmt: skip
+    _add_resampling_options(p)
     p.set_defaults(func=cmd_architectures)
 
     p = steps.add_parser("landscape", help="one model's loss landscape: surfaces, trajectory, measured convexity")

@@ -261,7 +261,9 @@ def snapshot_outputs(arch="{arch}", loss="{loss}", seed="{seed}"):
     """A model's weight snapshots (layout.snapshot_epochs: the initial weights and landscape.snapshots more), or
     none; as many for every architecture, since none has fewer epochs than snapshots."""
     folder = f"{layout.model_folder(RESULTS, arch, loss, seed)}/{layout.SNAPSHOTS}"
-    count = len(layout.snapshot_epochs(run_epochs(ARCHITECTURES[0]), LANDSCAPE["snapshots"]))
+    count = len(
+        layout.snapshot_epochs(run_epochs(ARCHITECTURES[0]), LANDSCAPE["snapshots"])
+    )
     return [f"{folder}/{layout.snapshot(i)}" for i in range(count)]
 
 
@@ -295,7 +297,8 @@ def training_settings():
 
 def model_settings(wildcards):
     """The model section for one architecture's runs: the width (the K-Branch CNN's only) and that architecture's
-    recipe, so adding an architecture or changing the width retrains none of the others."""
+    recipe, so adding an architecture or changing the width retrains none of the others.
+    """
     model = {"width": config["model"]["width"]} if wildcards.arch == "kbranch" else {}
     recipe = config["model"]["recipes"].get(wildcards.arch)
     if recipe:
