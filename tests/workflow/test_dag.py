@@ -30,6 +30,7 @@ def test_a_smaller_study_in_the_same_folder_shows_only_its_own_models(tmp_path):
     base["run"] = "dag"
     base["data"]["demo"]["patches"] = 40
     base["training"] |= {"epochs": 1}
+    base["landscape"]["snapshots"] = 0  # one epoch: no trajectory to draw
     base["explain"]["per_class"] = 1
     big = base | {"training": base["training"] | {"losses": ["sml", "cel", "rl"], "seeds": [0, 1]}}
     small = base | {"training": base["training"] | {"losses": ["rl", "cel"], "seeds": [0]}}

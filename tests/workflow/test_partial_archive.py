@@ -36,6 +36,7 @@ def test_a_partial_copy_runs_to_its_report(tmp_path):
         "model": {"width": 16},
         "training": {"losses": ["cel", "fl"], "epochs": 1, "batch_size": 4, "threads": 1, "mem_mb": 1000},
         "statistics": {"bootstrap": 100},
+        "landscape": {"snapshots": 0},  # one epoch: no trajectory to draw
         "explain": {"per_class": 1, "examples": [{"class": "Arable land"}]},  # a class of the real test patch
     }
     path = tmp_path / "partial.yaml"
