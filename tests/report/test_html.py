@@ -29,7 +29,8 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
             "return Array.from(document.images).map(i => [i.id, i.complete && i.naturalWidth > 0])"
         )
         scored = len((tiny_run / "kbranch/tables/lrp_scores.csv").read_text().splitlines()) > 1  # with reference maps
-        assert len(images) == 7 + scored and all(ok for _, ok in images), images
+        # the seven figures, the LRP scores' chart where scored, the ranking across architectures, two landscapes
+        assert len(images) == 7 + scored + 1 + 2 and all(ok for _, ok in images), images
         banner = driver.execute_script("return document.getElementById('demo-banner').innerText")
         assert "not BigEarthNet results" in banner
         screenshot = tmp_path / "report.png"
