@@ -31,6 +31,7 @@ def test_a_smaller_study_in_the_same_folder_shows_only_its_own_models(tmp_path):
     base["data"]["demo"]["patches"] = 40
     base["training"] |= {"epochs": 1}
     base["landscape"]["snapshots"] = 0  # one epoch: no trajectory to draw
+    base["model"]["architectures"] = ["kbranch"]  # the tiny run's first: one job per aggregating step
     base["explain"]["per_class"] = 1
     big = base | {"training": base["training"] | {"losses": ["sml", "cel", "rl"], "seeds": [0, 1]}}
     small = base | {"training": base["training"] | {"losses": ["rl", "cel"], "seeds": [0]}}
@@ -49,15 +50,16 @@ def test_a_smaller_study_in_the_same_folder_shows_only_its_own_models(tmp_path):
     result = snakemake("--cores", "2", "--configfile", str(configs["small"]), "--quiet", "rules", timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     run = tmp_path / "results" / "dag"
-    table1 = pd.read_csv(run / "tables" / "table1.csv")
+    tables = run / "kbranch" / "tables"
+    table1 = pd.read_csv(tables / "table1.csv")
     assert list(table1["loss"].drop_duplicates()) == ["CEL", "RL"] and set(table1["seeds"]) == {1}
     for name in ("table2.csv", "per_class_f1.csv"):
-        frame = pd.read_csv(run / "tables" / name, index_col=0)
+        frame = pd.read_csv(tables / name, index_col=0)
         assert {"CEL", "RL"} == (set(frame.index) if name == "table2.csv" else set(frame.columns)), name
-    intervals = pd.read_csv(run / "tables" / "intervals.csv")
+    intervals = pd.read_csv(tables / "intervals.csv")
     assert set(intervals["loss"]) == {"CEL", "RL"} and set(intervals["seeds"]) == {1}
-    assert set(pd.read_csv(run / "tables" / "pairwise.csv")[["loss_a", "loss_b"]].stack()) == {"CEL", "RL"}
-    assert set(pd.read_csv(run / "explain" / "conservation.csv")["loss"]) == {"CEL", "RL"}
+    assert set(pd.read_csv(tables / "pairwise.csv")[["loss_a", "loss_b"]].stack()) == {"CEL", "RL"}
+    assert set(pd.read_csv(run / "kbranch" / "explain" / "conservation.csv")["loss"]) == {"CEL", "RL"}
     html = (run / "report.html").read_text()
     assert "<th>SML</th>" not in html and "<th>RL</th>" in html
     again = snakemake("-n", "--cores", "1", "--configfile", str(configs["small"]))

@@ -57,5 +57,5 @@ def test_a_partial_copy_runs_to_its_report(tmp_path):
         assert sentence in text, sentence
     assert 'id="subset-sizes"' in html and 'id="subset-classes"' in html
     assert "not checked: a local copy (data.v2.s2)" in text
-    scored = pd.read_csv(run / "explain" / "lrp_examples.csv")
+    scored = pd.read_csv(run / "kbranch" / "explain" / "lrp_examples.csv")
     assert len(scored) and set(scored["patch"]) == {V2_TEST_PATCH}  # the one test patch with a reference map
