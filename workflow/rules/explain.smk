@@ -27,6 +27,8 @@ rule explain:
         bounds=explanation_file("bounds"),
     log:
         f"{RESULTS}/logs/explain/{{arch}}.log",
+    # starts as soon as the last model is trained, beside the per-model steps, rather than after them
+    priority: 1
     conda:
         "../../envs/torch.yaml"
     threads: config["training"]["threads"]

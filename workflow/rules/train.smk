@@ -7,6 +7,8 @@ rule train:
         snapshots=snapshot_outputs(),
     log:
         f"{RESULTS}/logs/train/{{arch}}/{{loss}}_seed{{seed}}.log",
+    # the critical path: every study-wide step waits for all models, while per-model steps can run beside them
+    priority: 1
     retries: config["training"]["retries"]
     conda:
         "../../envs/torch.yaml"
