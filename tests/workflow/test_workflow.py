@@ -74,6 +74,7 @@ def test_report_holds_every_section_and_the_tables_numbers(tiny_run):
     for loss in ("asl", "zlpr"):  # later additions: marked so, and no paper number beside ours
         assert re.search(f"<td>{loss_info(loss).abbreviation}</td><td>[^<]+</td><td>later addition</td>", html), loss
     assert html.count('<span title="not in the paper">—</span>') == 3 * 2
+    assert "<td>NA / " in html and "<td>nan / " not in html  # the paper's mark "not applied" (HAL, RL), not NaN
     table1 = pd.read_csv(tiny_run / "kbranch" / "tables" / "table1.csv")
     for value in table1.loc[table1["metric"] == "F1", "mean"]:
         assert f"{value:.1f}" in html

@@ -334,7 +334,8 @@ def context(inputs: ReportInputs) -> dict:
     demo = config["data"]["source"] == "demo"
     summary = json.loads(Path(inputs.summary).read_text())
     table1_long = pd.read_csv(inputs.table1)
-    table2 = pd.read_csv(inputs.table2, index_col="loss")
+    # the paper's "NA" (not applied) is a mark, not a missing value
+    table2 = pd.read_csv(inputs.table2, index_col="loss", keep_default_na=False, na_values=[""])
     per_class = pd.read_csv(inputs.per_class, index_col=0)
     per_class_ap = pd.read_csv(inputs.per_class_ap, index_col=0)
     probability = pd.read_csv(inputs.probability)
@@ -441,6 +442,9 @@ def render(inputs: ReportInputs) -> str:
     )
     environment.filters["num"] = lambda v, d=1: (
         "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{d}f}"
+    )
+    environment.filters["sig"] = lambda v, d=3: (
+        "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{d}g}"
     )
     return environment.get_template("report.html.j2").render(**context(inputs))
 

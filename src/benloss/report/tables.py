@@ -261,6 +261,8 @@ def _format(value: object, digits: int = 3) -> str:
     if isinstance(value, float | np.floating) and np.isnan(value):
         return "—"
     if isinstance(value, float | np.floating):
+        if value != 0 and abs(value) < 0.5 * 10**-digits:  # a ratio like 1e-5 would print as 0.000
+            return f"{value:.{digits}g}"
         return f"{value:.{digits}f}"
     return str(value)
 
