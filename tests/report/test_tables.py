@@ -9,9 +9,9 @@ import pytest
 from benloss.facts.loss_catalog import PAPER_LOSS_IDS, loss_info
 from benloss.report.tables import (
     CALIBRATED_F1,
-    _markdown,
     agreement_summary,
     epochs_to_fraction,
+    format_cell,
     marks,
     paper_marks,
     write_tables,
@@ -109,7 +109,6 @@ def test_marks_by_thirds():
     assert epochs_to_fraction(np.array([0.1, 0.5, 0.95, 1.0])) == 3
 
 
-def test_markdown_prints_a_small_nonzero_value_in_significant_digits():
-    frame = pd.DataFrame({"ratio": [1.0410339e-05, 0.0, 0.5]}, index=pd.Index(["CEL", "FL", "HL"], name="loss"))
-    text = _markdown(frame, "title")
-    assert "| CEL | 1.04e-05 |" in text and "| FL | 0.000 |" in text and "| HL | 0.500 |" in text
+def test_a_small_nonzero_cell_keeps_significant_digits():
+    assert format_cell(1.0410339e-05) == "1.04e-05" and format_cell(-0.0003) == "-0.0003"
+    assert format_cell(0.0) == "0.000" and format_cell(0.5) == "0.500" and format_cell(float("nan")) == "—"

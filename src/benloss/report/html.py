@@ -36,6 +36,7 @@ from benloss.report.tables import (
     PAPER_COUNTERPARTS,
     TABLE2_CRITERIA,
     agreement_summary,
+    format_cell,
     paper_table1,
 )
 
@@ -443,9 +444,7 @@ def render(inputs: ReportInputs) -> str:
     environment.filters["num"] = lambda v, d=1: (
         "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{d}f}"
     )
-    environment.filters["sig"] = lambda v, d=3: (
-        "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{d}g}"
-    )
+    environment.filters["cell"] = format_cell  # as in the Markdown tables
     return environment.get_template("report.html.j2").render(**context(inputs))
 
 

@@ -252,12 +252,15 @@ def _markdown(frame: pd.DataFrame, title: str, digits: int = 3) -> str:
     header = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
     rule = "|" + "---|" * (len(frame.columns) + 1)
     body = [
-        "| " + " | ".join([str(index), *(_format(v, digits) for v in row)]) + " |" for index, row in frame.iterrows()
+        "| " + " | ".join([str(index), *(format_cell(v, digits) for v in row)]) + " |"
+        for index, row in frame.iterrows()
     ]
     return "\n".join([f"**{title}**", "", header, rule, *body, ""])
 
 
-def _format(value: object, digits: int = 3) -> str:
+def format_cell(value: object, digits: int = 3) -> str:
+    """A table cell as text: ``digits`` decimals, or significant digits where those would print a nonzero as 0;
+    NaN as a dash."""
     if isinstance(value, float | np.floating) and np.isnan(value):
         return "—"
     if isinstance(value, float | np.floating):
